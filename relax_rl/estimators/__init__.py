@@ -1,0 +1,51 @@
+"""Gradient estimators for black-box functions of random variables. Pure math, no RL."""
+
+from relax_rl.estimators.control_variates import (
+    ControlVariate,
+    MLPControlVariate,
+    RebarControlVariate,
+    SumControlVariate,
+    Temperature,
+    mlp,
+)
+from relax_rl.estimators.estimators import (
+    apply_gradients,
+    concrete,
+    lax,
+    rebar,
+    reinforce,
+    relax,
+    relaxed_rebar,
+    variance_loss,
+)
+from relax_rl.estimators.relaxations import (
+    BernoulliRelaxation,
+    CategoricalRelaxation,
+    GaussianReparam,
+    MultiCategoricalRelaxation,
+    Relaxation,
+    RelaxedSample,
+)
+
+__all__ = [
+    "BernoulliRelaxation",
+    "CategoricalRelaxation",
+    "ControlVariate",
+    "GaussianReparam",
+    "MLPControlVariate",
+    "MultiCategoricalRelaxation",
+    "RebarControlVariate",
+    "Relaxation",
+    "RelaxedSample",
+    "SumControlVariate",
+    "Temperature",
+    "apply_gradients",
+    "concrete",
+    "lax",
+    "mlp",
+    "rebar",
+    "reinforce",
+    "relax",
+    "relaxed_rebar",
+    "variance_loss",
+]

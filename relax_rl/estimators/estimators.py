@@ -1,0 +1,119 @@
+"""Gradient estimators as surrogate losses (DESIGN.md §1 and §3).
+
+Each function returns a per-sample surrogate of shape ``(batch,)``. Its
+gradient with respect to the distribution parameters ``θ`` is the
+single-sample estimate ``ĝ``, so ``surrogate.mean()`` differentiates to the
+batch-mean estimate. For the estimators with a control variate, ``ĝ`` stays a
+differentiable function of ``φ``, which :func:`variance_loss` needs.
+
+Signs: the surrogate estimates ``∇θ E[f]``. To *minimise* ``E[f]`` descend the
+surrogate; to maximise a reward, descend its negative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+from relax_rl.estimators.control_variates import ControlVariate, RebarControlVariate, SumControlVariate
+
+
+def reinforce(f_b: Tensor, log_prob: Tensor, baseline: Tensor | None = None) -> Tensor:
+    """REINFORCE: ``[f(b) − baseline] ∇θ log p(b | θ)``.
+
+    ``baseline`` must not depend on ``b``; it is detached here so it never
+    carries gradient into ``θ``.
+    """
+    coef = f_b.detach()
+    if baseline is not None:
+        coef = coef - baseline.detach()
+    return coef * log_prob
+
+
+def concrete(f_relaxed: Tensor) -> Tensor:
+    """Concrete / Gumbel-softmax: ``∇θ f(σ_λ(z))``. Biased for any positive temperature."""
+    return f_relaxed
+
+
+def relax(
+    f_b: Tensor,
+    log_prob: Tensor,
+    z: Tensor,
+    z_tilde: Tensor,
+    control_variate: ControlVariate,
+    context: Tensor | None = None,
+) -> Tensor:
+    """RELAX: ``[f(b) − c_φ(z̃)] ∇θ log p(b) + ∇θ c_φ(z) − ∇θ c_φ(z̃)``.
+
+    The coefficient evaluates ``c_φ`` at a detached ``z̃``: that cuts the
+    ``θ``-path but keeps the ``φ``-path, so the estimate is differentiable in ``φ``.
+    Unbiased for any ``c_φ`` of ``z`` (and a context independent of ``b``).
+    """
+    coef = f_b.detach() - control_variate(z_tilde.detach(), context)
+    return coef * log_prob + control_variate(z, context) - control_variate(z_tilde, context)
+
+
+def rebar(
+    f_b: Tensor,
+    log_prob: Tensor,
+    z: Tensor,
+    z_tilde: Tensor,
+    control_variate: RebarControlVariate,
+    context: Tensor | None = None,
+) -> Tensor:
+    """REBAR: RELAX with the fixed-form control variate ``η f(σ_λ(z))``."""
+    if not isinstance(control_variate, RebarControlVariate):
+        raise TypeError(f"REBAR needs a RebarControlVariate, got {type(control_variate).__name__}")
+    return relax(f_b, log_prob, z, z_tilde, control_variate, context)
+
+
+def relaxed_rebar(
+    f_b: Tensor,
+    log_prob: Tensor,
+    z: Tensor,
+    z_tilde: Tensor,
+    control_variate: SumControlVariate,
+    context: Tensor | None = None,
+) -> Tensor:
+    """relaxed-REBAR: RELAX with ``c(z) = η f(σ_λ(z)) + r_φ(z)``."""
+    terms = getattr(control_variate, "terms", ())
+    if not isinstance(control_variate, SumControlVariate) or not any(
+        isinstance(t, RebarControlVariate) for t in terms
+    ):
+        raise TypeError("relaxed-REBAR needs a SumControlVariate that includes a RebarControlVariate")
+    return relax(f_b, log_prob, z, z_tilde, control_variate, context)
+
+
+def lax(
+    f_b: Tensor,
+    log_prob: Tensor,
+    b: Tensor,
+    control_variate: ControlVariate,
+    context: Tensor | None = None,
+) -> Tensor:
+    """LAX for a continuous ``b`` reparameterised in ``θ``: ``[f(b) − c_φ(b)] ∇θ log p(b) + ∇θ c_φ(b)``.
+
+    ``b`` must be the sample whose ``f`` was observed, rebuilt as ``μ_θ + σ_θ ε``.
+    """
+    coef = f_b.detach() - control_variate(b.detach(), context)
+    return coef * log_prob + control_variate(b, context)
+
+
+def variance_loss(surrogate: Tensor, params: Sequence[Tensor]) -> tuple[list[Tensor], Tensor]:
+    """The gradient estimate ``ĝ`` for ``params`` and the variance objective ``‖ĝ‖²``.
+
+    ``ĝ`` is built with ``create_graph=True`` so ``‖ĝ‖²`` can be differentiated
+    with respect to ``φ``. Because ``ĝ`` is unbiased for every ``φ``,
+    ``∂/∂φ E‖ĝ‖² = ∂/∂φ Var(ĝ)``. ``surrogate`` may be per-sample; it is averaged.
+    """
+    grads = torch.autograd.grad(surrogate.mean(), list(params), create_graph=True)
+    return list(grads), sum(g.pow(2).sum() for g in grads)
+
+
+def apply_gradients(params: Iterable[Tensor], grads: Iterable[Tensor]) -> None:
+    """Store detached gradients in ``.grad`` (accumulating), for a following optimiser step."""
+    for p, g in zip(params, grads, strict=True):
+        g = g.detach()
+        p.grad = g.clone() if p.grad is None else p.grad + g

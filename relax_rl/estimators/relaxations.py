@@ -1,0 +1,229 @@
+"""Reparameterisations of discrete and continuous random variables (DESIGN.md §2).
+
+Every relaxation maps distribution parameters ``θ`` (logits, or a mean and a
+standard deviation) and independent noise to a continuous variable ``z`` with a
+hard value ``b = H(z)``. Each also samples ``z̃ ~ p(z | b)`` given a hard value,
+reparameterised in ``θ`` with its own noise held fixed, which is what REBAR,
+RELAX and RELAX-A2C need. All tensors carry a leading batch dimension and the
+code is device-agnostic.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class RelaxedSample(NamedTuple):
+    """A hard sample with its two relaxations, all differentiable in ``θ``."""
+
+    b: Tensor
+    """Hard sample ``H(z)``, detached (the executed action)."""
+    z: Tensor
+    """Unconditional relaxation ``z ~ p(z | θ)`` with ``H(z) = b``."""
+    z_tilde: Tensor
+    """Conditional relaxation ``z̃ ~ p(z | b, θ)``, independent of ``z`` given ``b``."""
+    log_prob: Tensor
+    """``log p(b | θ)``, summed over the event dimensions: shape ``(batch,)``."""
+
+
+def uniform_like(x: Tensor) -> Tensor:
+    """``U(0, 1)`` noise shaped like ``x``, kept away from 0 and 1 so logs stay finite."""
+    eps = torch.finfo(x.dtype).eps
+    return torch.rand_like(x).clamp_(eps, 1.0 - eps)
+
+
+class Relaxation(ABC):
+    """A discrete (or continuous) distribution with a continuous reparameterisation."""
+
+    #: Whether :meth:`relax` uses a temperature (False for continuous variables).
+    has_temperature: bool = True
+
+    @abstractmethod
+    def sample_z(self, params: Tensor) -> Tensor:
+        """Unconditional ``z ~ p(z | θ)``, reparameterised in ``θ``."""
+
+    @abstractmethod
+    def hard(self, z: Tensor) -> Tensor:
+        """The hard value ``b = H(z)``."""
+
+    @abstractmethod
+    def conditional_z(self, params: Tensor, b: Tensor) -> Tensor:
+        """``z̃ ~ p(z | b, θ)``, reparameterised in ``θ`` with its uniform noise fixed."""
+
+    @abstractmethod
+    def location(self, params: Tensor) -> Tensor:
+        """The ``θ``-dependent shift of ``z``: ``z = location(θ) + noise``."""
+
+    @abstractmethod
+    def log_prob(self, params: Tensor, b: Tensor) -> Tensor:
+        """``log p(b | θ)`` summed over event dimensions, shape ``(batch,)``."""
+
+    @abstractmethod
+    def relax(self, z: Tensor, temperature: Tensor | float) -> Tensor:
+        """The relaxed value fed to ``f`` or to a control variate."""
+
+    def sample(self, params: Tensor) -> RelaxedSample:
+        """Draw ``b`` together with ``z`` and an independent ``z̃ | b``."""
+        z = self.sample_z(params)
+        b = self.hard(z.detach())
+        return RelaxedSample(b, z, self.conditional_z(params, b), self.log_prob(params, b))
+
+    def sample_given(self, params: Tensor, b: Tensor) -> RelaxedSample:
+        """Relaxations for a hard value that was already drawn (e.g. a stored action).
+
+        ``z`` is drawn from ``p(z | b)`` and its noise ``z − location(θ)`` is
+        detached, so ``z(θ) = location(θ) + noise`` has the same joint law with
+        ``b`` as an unconditional draw (DESIGN.md §2, last paragraph).
+        """
+        with torch.no_grad():
+            noise = self.conditional_z(params, b) - self.location(params)
+        z = self.location(params) + noise
+        return RelaxedSample(b, z, self.conditional_z(params, b), self.log_prob(params, b))
+
+
+class BernoulliRelaxation(Relaxation):
+    """Independent Bernoullis with logits ``ℓ``: ``z = ℓ + log u − log(1 − u)``, ``b = 1[z > 0]``."""
+
+    def sample_z(self, params: Tensor) -> Tensor:
+        u = uniform_like(params)
+        return params + torch.log(u) - torch.log1p(-u)
+
+    def hard(self, z: Tensor) -> Tensor:
+        return (z > 0).to(z.dtype)
+
+    def conditional_z(self, params: Tensor, b: Tensor) -> Tensor:
+        v = uniform_like(params)
+        p = torch.sigmoid(params)
+        # v' is uniform on the part of (0, 1) where H(ℓ + logit(v')) = b.
+        v_prime = torch.where(b > 0.5, (1 - p) + v * p, v * (1 - p))
+        eps = torch.finfo(params.dtype).eps
+        v_prime = v_prime.clamp(eps, 1.0 - eps)
+        return params + torch.log(v_prime) - torch.log1p(-v_prime)
+
+    def location(self, params: Tensor) -> Tensor:
+        return params
+
+    def log_prob(self, params: Tensor, b: Tensor) -> Tensor:
+        return -F.binary_cross_entropy_with_logits(params, b.to(params.dtype), reduction="none").sum(-1)
+
+    def relax(self, z: Tensor, temperature: Tensor | float) -> Tensor:
+        return torch.sigmoid(z / temperature)
+
+
+def _gumbel(u: Tensor) -> Tensor:
+    return -torch.log(-torch.log(u))
+
+
+class CategoricalRelaxation(Relaxation):
+    """A categorical over the last dimension: ``z_i = log p_i + g_i``, ``b = argmax z``.
+
+    ``b`` holds class indices of shape ``params.shape[:-1]``; ``z`` has the
+    shape of ``params``. Using normalised ``log p`` makes ``max_i z_i`` a
+    standard Gumbel independent of the argmax, which the conditional sampler relies on.
+    """
+
+    def sample_z(self, params: Tensor) -> Tensor:
+        return self.location(params) + _gumbel(uniform_like(params))
+
+    def hard(self, z: Tensor) -> Tensor:
+        return z.argmax(dim=-1)
+
+    def conditional_z(self, params: Tensor, b: Tensor) -> Tensor:
+        logp = self.location(params)
+        v = uniform_like(logp)
+        index = b.long().unsqueeze(-1)
+        z_b = _gumbel(v.gather(-1, index))  # the maximum: Gumbel(0), free of θ
+        # Other coordinates: Gumbel(log p_i) truncated below z_b.
+        # −log(−log v_i / p_i + exp(−z_b)), written with logaddexp for stability.
+        z_rest = -torch.logaddexp(torch.log(-torch.log(v)) - logp, -z_b)
+        return z_rest.scatter(-1, index, z_b)
+
+    def location(self, params: Tensor) -> Tensor:
+        return torch.log_softmax(params, dim=-1)
+
+    def log_prob(self, params: Tensor, b: Tensor) -> Tensor:
+        logp = self.location(params).gather(-1, b.long().unsqueeze(-1)).squeeze(-1)
+        return logp.reshape(logp.shape[0], -1).sum(-1)
+
+    def relax(self, z: Tensor, temperature: Tensor | float) -> Tensor:
+        return torch.softmax(z / temperature, dim=-1)
+
+
+class MultiCategoricalRelaxation(Relaxation):
+    """Independent categoricals of sizes ``nvec``, with logits concatenated on the last axis.
+
+    ``params`` and ``z`` have shape ``(batch, sum(nvec))``; ``b`` has shape
+    ``(batch, len(nvec))``. The relaxed value is the concatenation of each
+    block's ``softmax(z / τ)``: one relaxation per sub-action.
+    """
+
+    def __init__(self, nvec: Sequence[int]):
+        if len(nvec) == 0 or min(nvec) < 1:
+            raise ValueError(f"nvec must be a non-empty list of positive sizes, got {list(nvec)}")
+        self.nvec = [int(n) for n in nvec]
+        self._categorical = CategoricalRelaxation()
+
+    def _split(self, x: Tensor) -> tuple[Tensor, ...]:
+        return torch.split(x, self.nvec, dim=-1)
+
+    def _per_block(self, fn, x: Tensor, *args) -> Tensor:
+        return torch.cat([fn(block, *args) for block in self._split(x)], dim=-1)
+
+    def sample_z(self, params: Tensor) -> Tensor:
+        return self._per_block(self._categorical.sample_z, params)
+
+    def hard(self, z: Tensor) -> Tensor:
+        return torch.stack([self._categorical.hard(block) for block in self._split(z)], dim=-1)
+
+    def conditional_z(self, params: Tensor, b: Tensor) -> Tensor:
+        blocks = self._split(params)
+        return torch.cat([self._categorical.conditional_z(p, b[..., i]) for i, p in enumerate(blocks)], dim=-1)
+
+    def location(self, params: Tensor) -> Tensor:
+        return self._per_block(self._categorical.location, params)
+
+    def log_prob(self, params: Tensor, b: Tensor) -> Tensor:
+        blocks = self._split(params)
+        return sum(self._categorical.log_prob(p, b[..., i]) for i, p in enumerate(blocks))
+
+    def relax(self, z: Tensor, temperature: Tensor | float) -> Tensor:
+        return self._per_block(self._categorical.relax, z, temperature)
+
+
+class GaussianReparam:
+    """Diagonal Gaussian ``a = μ + σ ε`` (DESIGN.md §2, continuous case).
+
+    For LAX the control variate must see the action that was executed, so
+    :meth:`recover_eps` rebuilds ``ε`` from a stored action and
+    :meth:`rebuild` turns it back into ``a(θ)`` carrying the reparameterised
+    gradient. Evaluating ``c`` at a fresh sample would bias the estimator.
+    """
+
+    has_temperature = False
+
+    @staticmethod
+    def sample(mean: Tensor, std: Tensor) -> Tensor:
+        return mean + std * torch.randn_like(mean)
+
+    @staticmethod
+    def recover_eps(action: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+        return ((action - mean) / std).detach()
+
+    @staticmethod
+    def rebuild(mean: Tensor, std: Tensor, eps: Tensor) -> Tensor:
+        return mean + std * eps
+
+    @staticmethod
+    def log_prob(mean: Tensor, std: Tensor, action: Tensor) -> Tensor:
+        return torch.distributions.Normal(mean, std).log_prob(action).sum(-1)
+
+    @staticmethod
+    def relax(a: Tensor, temperature: Tensor | float = 1.0) -> Tensor:
+        """Continuous variables need no relaxation; the temperature is ignored."""
+        return a
