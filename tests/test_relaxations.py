@@ -1,0 +1,123 @@
+"""The conditional samplers z̃ | b have the law of z restricted to H(z) = b."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from scipy.stats import ks_2samp
+from test_estimators import biased_categorical_conditional
+
+from relax_rl.estimators import (
+    BernoulliRelaxation,
+    CategoricalRelaxation,
+    GaussianReparam,
+    MultiCategoricalRelaxation,
+)
+
+N = 40_000
+#: KS p-values below this reject "same law". With fixed seeds the outcome is deterministic.
+ALPHA = 1e-3
+
+
+@pytest.mark.parametrize("logit", [-1.3, 0.0, 0.8])
+@pytest.mark.parametrize("b_value", [0.0, 1.0])
+def test_bernoulli_conditional_matches_restricted_law(logit: float, b_value: float) -> None:
+    torch.manual_seed(0)
+    rel = BernoulliRelaxation()
+    z = rel.sample_z(torch.full((N, 1), logit))
+    restricted = z[rel.hard(z) == b_value]
+    z_tilde = rel.conditional_z(torch.full((N, 1), logit), torch.full((N, 1), b_value))
+    assert (rel.hard(z_tilde) == b_value).all()
+    assert ks_2samp(restricted.numpy(), z_tilde.flatten().numpy()).pvalue > ALPHA
+
+
+LOGITS = torch.tensor([0.4, -0.8, 1.1, 0.0])
+
+
+def restricted_and_conditional(conditional, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rel = CategoricalRelaxation()
+    z = rel.sample_z(LOGITS.expand(4 * N, 4))
+    restricted = z[rel.hard(z) == b]
+    z_tilde = conditional(rel, LOGITS.expand(N, 4), torch.full((N,), b))
+    return restricted, z_tilde
+
+
+@pytest.mark.parametrize("b", range(4))
+def test_categorical_conditional_matches_restricted_law(b: int) -> None:
+    torch.manual_seed(0)
+    restricted, z_tilde = restricted_and_conditional(CategoricalRelaxation.conditional_z, b)
+    assert (z_tilde.argmax(-1) == b).all()
+    for i in range(4):
+        assert ks_2samp(restricted[:, i].numpy(), z_tilde[:, i].numpy()).pvalue > ALPHA, f"coordinate {i}"
+
+
+def test_the_biased_categorical_conditional_fails_the_same_check() -> None:
+    """The original code's z̃_b = log p_b − log(−log v_b) is rejected: this test has power."""
+    torch.manual_seed(0)
+    b = 1  # p_b far from 1, so the shift log p_b is large
+    restricted, z_tilde = restricted_and_conditional(biased_categorical_conditional, b)
+    pvalues = [ks_2samp(restricted[:, i].numpy(), z_tilde[:, i].numpy()).pvalue for i in range(4)]
+    assert min(pvalues) < 1e-12
+
+
+def test_stored_action_relaxation_has_the_joint_law_of_a_fresh_draw() -> None:
+    """sample_given(θ, b) with b ~ p(b) gives (b, z) distributed as an unconditional draw."""
+    torch.manual_seed(0)
+    rel = CategoricalRelaxation()
+    logits = LOGITS.expand(N, 4)
+    fresh = rel.sample(logits)
+    rebuilt = rel.sample_given(logits, rel.hard(rel.sample_z(logits)))
+    for i in range(4):
+        assert ks_2samp(fresh.z[:, i].numpy(), rebuilt.z[:, i].detach().numpy()).pvalue > ALPHA
+    assert (rel.hard(rebuilt.z) == rebuilt.b).all()
+
+
+def test_multicategorical_shapes_and_log_prob() -> None:
+    rel = MultiCategoricalRelaxation([3, 2, 4])
+    logits = torch.randn(5, 9)
+    sample = rel.sample(logits)
+    assert sample.b.shape == (5, 3) and sample.z.shape == (5, 9) and sample.z_tilde.shape == (5, 9)
+    assert (rel.hard(sample.z_tilde) == sample.b).all()
+    expected = sum(
+        torch.log_softmax(block, -1).gather(-1, sample.b[:, i : i + 1]).squeeze(-1)
+        for i, block in enumerate(torch.split(logits, [3, 2, 4], -1))
+    )
+    assert torch.allclose(sample.log_prob, expected)
+    relaxed = rel.relax(sample.z, 0.5)
+    assert torch.allclose(torch.stack([s.sum(-1) for s in torch.split(relaxed, [3, 2, 4], -1)], -1), torch.ones(5, 3))
+
+
+def test_multicategorical_rejects_empty_nvec() -> None:
+    with pytest.raises(ValueError, match="nvec"):
+        MultiCategoricalRelaxation([])
+
+
+def test_relaxed_values_are_in_range() -> None:
+    torch.manual_seed(0)
+    z = BernoulliRelaxation().sample_z(torch.randn(100, 5))
+    relaxed = BernoulliRelaxation().relax(z, 0.3)
+    assert ((relaxed >= 0) & (relaxed <= 1)).all()
+    simplex = CategoricalRelaxation().relax(CategoricalRelaxation().sample_z(torch.randn(100, 5)), 0.3)
+    assert torch.allclose(simplex.sum(-1), torch.ones(100))
+
+
+def test_gaussian_eps_round_trip_carries_the_reparameterised_gradient() -> None:
+    g = GaussianReparam()
+    mean = torch.randn(8, 3, requires_grad=True)
+    std = torch.rand(8, 3) + 0.1
+    action = g.sample(mean, std).detach()
+    eps = g.recover_eps(action, mean, std)
+    assert not eps.requires_grad
+    rebuilt = g.rebuild(mean, std, eps)
+    assert torch.allclose(rebuilt, action, atol=1e-6)
+    (grad,) = torch.autograd.grad(rebuilt.sum(), mean)
+    assert torch.allclose(grad, torch.ones_like(grad))
+
+
+@pytest.mark.parametrize("rel", [BernoulliRelaxation(), CategoricalRelaxation()], ids=["bernoulli", "categorical"])
+def test_extreme_logits_stay_finite(rel) -> None:
+    logits = torch.tensor([[30.0, -30.0, 0.0], [-40.0, 25.0, 1.0]], requires_grad=True)
+    sample = rel.sample(logits)
+    assert torch.isfinite(sample.z).all() and torch.isfinite(sample.z_tilde).all()
+    (grad,) = torch.autograd.grad((sample.z_tilde.sum() + sample.log_prob.sum()), logits)
+    assert torch.isfinite(grad).all()
