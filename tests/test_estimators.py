@@ -183,9 +183,7 @@ def test_multicategorical_relax_is_unbiased() -> None:
 
     exact_theta = theta.clone().requires_grad_()
     p1, p2 = torch.softmax(exact_theta[:3], -1), torch.softmax(exact_theta[3:], -1)
-    joint = sum(
-        p1[i] * p2[j] * f(torch.cat([torch.eye(3)[i], torch.eye(2)[j]])) for i in range(3) for j in range(2)
-    )
+    joint = sum(p1[i] * p2[j] * f(torch.cat([torch.eye(3)[i], torch.eye(2)[j]])) for i in range(3) for j in range(2))
     exact = torch.autograd.grad(joint, exact_theta)[0]
 
     logits = theta.expand(N, 5).clone().requires_grad_()

@@ -121,3 +121,22 @@ def test_extreme_logits_stay_finite(rel) -> None:
     assert torch.isfinite(sample.z).all() and torch.isfinite(sample.z_tilde).all()
     (grad,) = torch.autograd.grad((sample.z_tilde.sum() + sample.log_prob.sum()), logits)
     assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize(
+    "rel, params, b",
+    [
+        (BernoulliRelaxation(), torch.randn(6, 3), torch.randint(0, 2, (6, 3)).float()),
+        (CategoricalRelaxation(), torch.randn(6, 4), torch.randint(0, 4, (6,))),
+        (
+            MultiCategoricalRelaxation([3, 2]),
+            torch.randn(6, 5),
+            torch.stack([torch.randint(0, 3, (6,)), torch.randint(0, 2, (6,))], -1),
+        ),
+    ],
+    ids=["bernoulli", "categorical", "multicategorical"],
+)
+def test_closed_form_score_matches_autograd(rel, params, b) -> None:
+    params = params.requires_grad_()
+    (autograd_score,) = torch.autograd.grad(rel.log_prob(params, b).sum(), params)
+    assert torch.allclose(rel.score(params.detach(), b), autograd_score, atol=1e-6)

@@ -65,6 +65,10 @@ class Relaxation(ABC):
         """``log p(b | θ)`` summed over event dimensions, shape ``(batch,)``."""
 
     @abstractmethod
+    def score(self, params: Tensor, b: Tensor) -> Tensor:
+        """``∇_params log p(b | params)`` in closed form, one row per sample."""
+
+    @abstractmethod
     def relax(self, z: Tensor, temperature: Tensor | float) -> Tensor:
         """The relaxed value fed to ``f`` or to a control variate."""
 
@@ -112,6 +116,9 @@ class BernoulliRelaxation(Relaxation):
     def log_prob(self, params: Tensor, b: Tensor) -> Tensor:
         return -F.binary_cross_entropy_with_logits(params, b.to(params.dtype), reduction="none").sum(-1)
 
+    def score(self, params: Tensor, b: Tensor) -> Tensor:
+        return b.to(params.dtype) - torch.sigmoid(params)
+
     def relax(self, z: Tensor, temperature: Tensor | float) -> Tensor:
         return torch.sigmoid(z / temperature)
 
@@ -150,6 +157,9 @@ class CategoricalRelaxation(Relaxation):
     def log_prob(self, params: Tensor, b: Tensor) -> Tensor:
         logp = self.location(params).gather(-1, b.long().unsqueeze(-1)).squeeze(-1)
         return logp.reshape(logp.shape[0], -1).sum(-1)
+
+    def score(self, params: Tensor, b: Tensor) -> Tensor:
+        return F.one_hot(b.long(), params.shape[-1]).to(params.dtype) - torch.softmax(params, dim=-1)
 
     def relax(self, z: Tensor, temperature: Tensor | float) -> Tensor:
         return torch.softmax(z / temperature, dim=-1)
@@ -191,6 +201,10 @@ class MultiCategoricalRelaxation(Relaxation):
     def log_prob(self, params: Tensor, b: Tensor) -> Tensor:
         blocks = self._split(params)
         return sum(self._categorical.log_prob(p, b[..., i]) for i, p in enumerate(blocks))
+
+    def score(self, params: Tensor, b: Tensor) -> Tensor:
+        blocks = self._split(params)
+        return torch.cat([self._categorical.score(p, b[..., i]) for i, p in enumerate(blocks)], dim=-1)
 
     def relax(self, z: Tensor, temperature: Tensor | float) -> Tensor:
         return self._per_block(self._categorical.relax, z, temperature)

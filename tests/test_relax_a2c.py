@@ -1,0 +1,199 @@
+"""RelaxA2C on the Stable-Baselines3 API: shapes, persistence, determinism, callbacks, logging, unbiasedness."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback, StopTrainingOnRewardThreshold
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import IdentityEnv, IdentityEnvBox, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecNormalize
+from stats import assert_unbiased
+
+from relax_rl import RelaxA2C
+from relax_rl.agents import UnsupportedActionSpaceError
+
+ENVS = {
+    "discrete": lambda: IdentityEnv(4),
+    "multidiscrete": lambda: IdentityEnvMultiDiscrete(3),
+    "multibinary": lambda: IdentityEnvMultiBinary(3),
+}
+
+
+def small_model(env_fn, n_envs: int = 2, **kwargs) -> RelaxA2C:
+    return RelaxA2C("MlpPolicy", make_vec_env(env_fn, n_envs=n_envs, seed=0), seed=0, device="cpu", **kwargs)
+
+
+@pytest.mark.parametrize("space", ENVS)
+@pytest.mark.parametrize("objective", ["logits", "params"])
+def test_learns_and_predicts_every_discrete_space(space: str, objective: str) -> None:
+    model = small_model(ENVS[space], cv_objective=objective).learn(100)
+    env = ENVS[space]()
+    obs, _ = env.reset(seed=0)
+    action, state = model.predict(obs, deterministic=True)
+    assert env.action_space.contains(action) and state is None
+    batch = np.stack([obs, obs, obs])
+    actions, _ = model.predict(batch)
+    assert actions.shape == (3, *env.action_space.shape)
+
+
+def parameters_and_optimiser_states(model: RelaxA2C) -> dict[str, torch.Tensor]:
+    state = {f"policy.{k}": v for k, v in model.policy.state_dict().items()}
+    for name, opt in [("policy_opt", model.policy.optimizer), ("cv_opt", model.cv_optimizer)]:
+        for pid, pstate in opt.state_dict()["state"].items():
+            state.update({f"{name}.{pid}.{k}": torch.as_tensor(v) for k, v in pstate.items()})
+    return state
+
+
+def test_save_load_round_trip_is_bit_exact(tmp_path) -> None:
+    model = small_model(ENVS["discrete"], cv_learning_rate=3e-3, policy_kwargs={"cv_temperature": 0.3})
+    model.learn(200)
+    model.save(tmp_path / "model.zip")
+    loaded = RelaxA2C.load(tmp_path / "model.zip", device="cpu")
+    before, after = parameters_and_optimiser_states(model), parameters_and_optimiser_states(loaded)
+    assert before.keys() == after.keys()
+    assert any(k.startswith("cv_opt.") for k in before), "the control-variate optimiser has state to carry"
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), key
+    assert loaded.policy.control_variate.temperature().item() == model.policy.control_variate.temperature().item()
+    assert (loaded.cv_objective, loaded.cv_learning_rate) == ("logits", 3e-3)
+    obs = np.arange(5) % 4  # IdentityEnv observes a Discrete(4) value
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+
+
+def test_same_seed_gives_bit_identical_learning() -> None:
+    runs = []
+    for _ in range(2):
+        model = RelaxA2C("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=3), seed=3, device="cpu")
+        model.learn(300)
+        runs.append(parameters_and_optimiser_states(model))
+    for key, value in runs[0].items():
+        assert torch.equal(value, runs[1][key]), key
+
+
+def test_callbacks_fire(tmp_path) -> None:
+    model = small_model(ENVS["discrete"])
+    eval_env = make_vec_env(ENVS["discrete"], n_envs=1, seed=1)
+    stop = StopTrainingOnRewardThreshold(reward_threshold=-1e9, verbose=0)  # met at the first evaluation
+    evaluation = EvalCallback(
+        eval_env,
+        eval_freq=20,
+        n_eval_episodes=2,
+        callback_on_new_best=stop,
+        best_model_save_path=str(tmp_path),
+        verbose=0,
+    )
+    checkpoint = CheckpointCallback(save_freq=10, save_path=str(tmp_path / "ckpt"), name_prefix="m")
+    model.learn(2000, callback=[checkpoint, evaluation])
+    assert model.num_timesteps < 2000, "StopTrainingOnRewardThreshold should have stopped training"
+    assert (tmp_path / "best_model.zip").exists()
+    assert list((tmp_path / "ckpt").glob("m_*_steps.zip"))
+
+
+def test_tensorboard_keys_are_logged(tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = small_model(ENVS["discrete"], tensorboard_log=str(tmp_path))
+    model.learn(200, log_interval=1, tb_log_name="run")
+    (run_dir,) = tmp_path.iterdir()
+    tags = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])
+    expected = {
+        "train/policy_loss",
+        "train/value_loss",
+        "train/entropy_loss",
+        "train/explained_variance",
+        "train/learning_rate",
+        "train/cv_loss",
+        "train/temperature",
+        "train/policy_grad_var",
+        "train/policy_grad_var_a2c",
+        "rollout/ep_rew_mean",
+        "time/fps",
+    }
+    assert expected <= tags, expected - tags
+
+
+def test_vecnormalize_vecframestack_and_set_env() -> None:
+    venv = VecFrameStack(VecNormalize(make_vec_env("CartPole-v1", n_envs=2, seed=0)), n_stack=2)
+    model = RelaxA2C("MlpPolicy", venv, seed=0, device="cpu").learn(100)
+    model.set_env(VecFrameStack(VecNormalize(make_vec_env("CartPole-v1", n_envs=2, seed=1)), n_stack=2))
+    model.learn(100, reset_num_timesteps=False)
+    mean, _ = evaluate_policy(model, model.get_env(), n_eval_episodes=2)
+    assert np.isfinite(mean)
+
+
+def test_box_actions_get_a_clear_error() -> None:
+    with pytest.raises(UnsupportedActionSpaceError, match="Discrete, MultiDiscrete and MultiBinary"):
+        RelaxA2C("MlpPolicy", DummyVecEnv([lambda: IdentityEnvBox()]), device="cpu")
+
+
+def test_bad_objective_is_rejected() -> None:
+    with pytest.raises(ValueError, match="cv_objective"):
+        small_model(ENVS["discrete"], cv_objective="variance")
+
+
+def test_learns_the_identity_task() -> None:
+    """SB3's own smoke test for learning: the agent must copy its observation."""
+    model = RelaxA2C(
+        "MlpPolicy", make_vec_env(lambda: IdentityEnv(2), n_envs=4, seed=0), seed=0, device="cpu", learning_rate=3e-3
+    )
+    model.learn(3000)
+    mean, _ = evaluate_policy(model, make_vec_env(lambda: IdentityEnv(2), n_envs=1, seed=1), n_eval_episodes=5)
+    assert mean >= 90, f"mean return {mean} on a task whose optimum is 100"
+
+
+class Bandit(gym.Env):
+    """One step, three arms with known rewards, a constant observation."""
+
+    REWARDS = np.array([1.0, -0.5, 2.0], dtype=np.float32)
+    observation_space = spaces.Box(-1, 1, (2,), np.float32)
+    action_space = spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.array([0.5, -0.5], dtype=np.float32), {}
+
+    def step(self, action):
+        return np.array([0.5, -0.5], dtype=np.float32), float(self.REWARDS[action]), True, False, {}
+
+
+def test_policy_gradient_estimate_is_unbiased_on_a_bandit() -> None:
+    """Over many updates (φ learning, θ frozen), the mean ĝ^ℓ equals the exact ∇ E[r] for the logits."""
+    model = RelaxA2C(
+        "MlpPolicy",
+        make_vec_env(Bandit, n_envs=64, seed=0),
+        n_steps=1,
+        learning_rate=0.0,
+        cv_learning_rate=1e-2,
+        seed=0,
+        device="cpu",
+    )
+    with torch.no_grad():  # a policy far from uniform, and a control variate far from zero
+        model.policy.action_net.weight.normal_(0, 1.0)
+        model.policy.action_net.bias.copy_(torch.tensor([0.5, -1.0, 0.2]))
+        for p in model.policy.control_variate.net.parameters():
+            p.mul_(3.0)
+    estimates = []
+    relax_estimate = model.relax_estimate
+
+    def recording(*args):
+        surrogate, g_logits = relax_estimate(*args)
+        estimates.append(g_logits.detach().clone())
+        return surrogate, g_logits
+
+    model.relax_estimate = recording
+    cv_before = [p.detach().clone() for p in model.policy.control_variate.parameters()]
+    model.learn(64 * 300)
+    assert any(not torch.equal(a, b) for a, b in zip(cv_before, model.policy.control_variate.parameters(), strict=True))
+
+    obs = torch.tensor([[0.5, -0.5]])
+    with torch.no_grad():
+        logits, *_ = model.policy.logits_values_features(obs)
+    p = torch.softmax(logits[0], -1)
+    rewards = torch.as_tensor(Bandit.REWARDS)
+    exact = p * (rewards - (p * rewards).sum())  # ∇_logits E[r]; the baseline V(s) adds no bias
+    assert_unbiased(torch.cat(estimates), exact, "RELAX-A2C")
