@@ -72,7 +72,9 @@ class RelaxA2C(A2C):
             )
         super()._setup_model()
         self.cv_lr_schedule = FloatSchedule(self.cv_learning_rate)
-        self.cv_optimizer = th.optim.Adam(self.policy.control_variate.parameters(), lr=self.cv_lr_schedule(1))
+        self.cv_optimizer = th.optim.Adam(
+            self.policy.control_variate.parameters(), lr=self.cv_lr_schedule(1), foreach=True
+        )
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, tensors = super()._get_torch_save_params()

@@ -1,0 +1,491 @@
+"""Command line: ``train`` and ``evaluate`` (``python train.py``, ``python evaluate.py``, ``python -m relax_rl.cli``).
+
+Bad input (unknown env, algorithm or config key, unusable model file, existing run directory, ...)
+ends with a one-line message on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import gymnasium as gym
+import numpy as np
+import torch
+import yaml
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from relax_rl.callbacks import (
+    AtomicCheckpointCallback,
+    SaveModelCallback,
+    SolveTracker,
+    TimedEvalCallback,
+    atomic_write,
+    save_model,
+    stats_path_for,
+)
+from relax_rl.config import ALGOS, ConfigError, RunConfig, load_algo_class, parse_overrides, resolve_config
+from relax_rl.envs import UnknownEnvError, get_spec, make_vec_env
+
+EXIT_BAD_INPUT = 2
+# Thresholds reported besides gymnasium's reward_threshold: the RELAX paper solved CartPole at 195.
+EXTRA_THRESHOLDS: dict[str, tuple[float, ...]] = {"CartPole-v1": (195.0,)}
+# Evaluation envs get seeds far from the training envs' seed..seed+n_envs-1.
+EVAL_SEED_OFFSET = 10_000
+N_EVAL_EPISODES = 5
+CONFIG_FILE = "config.yml"
+METRICS_FILE = "metrics.json"
+FINAL_MODEL = "final_model.zip"
+BEST_MODEL = "best_model.zip"
+VECNORMALIZE_FILE = "vecnormalize.pkl"
+
+
+class CLIError(Exception):
+    """Bad input: printed as one line on stderr, exit status 2."""
+
+
+class CLIParser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one-line CLIErrors instead of usage + message."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CLIError(f"{self.prog}: {message} (see --help)")
+
+
+def run_guarded(command: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
+    """Run a command; bad input (CLIError, ConfigError, UnknownEnvError) becomes one stderr line and exit 2."""
+    try:
+        return command(argv)
+    except (CLIError, ConfigError, UnknownEnvError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+# --------------------------------------------------------------------------------------------- train
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    parser = CLIParser(prog="train.py", description="Train an agent; every artifact goes into one run directory.")
+    parser.add_argument("--algo", default="relax_a2c", choices=list(ALGOS))
+    parser.add_argument("--env", default="CartPole-v1", help="gymnasium env id (Atari: ALE/...)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--total-timesteps", type=int, help="overrides n_timesteps of the config")
+    parser.add_argument("--n-envs", type=int, help="overrides n_envs of the config")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--config", type=Path, help="hyper-parameter file (default: configs/<algo>.yml)")
+    parser.add_argument("--hyperparams", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
+    parser.add_argument("--log-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--run-dir", type=Path, help="default: <log-dir>/<algo>/<env>_s<seed>")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run (not supported yet)")
+    parser.add_argument("--eval-freq", type=int, default=10_000, help="timesteps between evaluations; 0: off")
+    parser.add_argument("--checkpoint-freq", type=int, default=100_000, help="timesteps between checkpoints; 0: off")
+    _add_threads_argument(parser)
+    return parser
+
+
+def _add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: small policies run fastest single-threaded, and parallel runs "
+        "do not oversubscribe the cores); 0 keeps torch's default",
+    )
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Use ``n`` torch CPU threads inside the block (0: unchanged); restored after, for in-process callers."""
+    previous = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def default_run_dir(log_dir: Path, algo: str, env_id: str, seed: int) -> Path:
+    """``<log_dir>/<algo>/<env id with '/' replaced>_s<seed>``."""
+    return log_dir / algo / f"{env_id.replace('/', '-')}_s{seed}"
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``train.py``; returns the exit status."""
+    return run_guarded(_train, argv)
+
+
+def _train(argv: Sequence[str] | None) -> int:
+    args = _train_parser().parse_args(argv)
+    if args.resume is not None:
+        raise CLIError("--resume is not supported yet")
+    for flag, minimum in (
+        ("total_timesteps", 1),
+        ("n_envs", 1),
+        ("eval_freq", 0),
+        ("checkpoint_freq", 0),
+        ("threads", 0),
+    ):
+        value = getattr(args, flag)
+        if value is not None and value < minimum:
+            raise CLIError(f"--{flag.replace('_', '-')} must be >= {minimum}")
+    get_spec(args.env)  # an unknown id fails here, before anything is written
+    config = resolve_config(
+        args.algo,
+        args.env,
+        args.seed,
+        config_file=args.config,
+        overrides=parse_overrides(args.hyperparams),
+        n_envs=args.n_envs,
+        total_timesteps=args.total_timesteps,
+        device=args.device,
+    )
+    run_dir = args.run_dir or default_run_dir(args.log_dir, args.algo, args.env, args.seed)
+    with _torch_threads(args.threads):
+        metrics = run_training(
+            config, run_dir, progress=args.progress, eval_freq=args.eval_freq, checkpoint_freq=args.checkpoint_freq
+        )
+    print(format_summary(metrics, run_dir))
+    return 0
+
+
+def run_training(
+    config: RunConfig,
+    run_dir: str | Path,
+    *,
+    progress: bool = False,
+    eval_freq: int = 10_000,
+    checkpoint_freq: int = 100_000,
+) -> dict[str, Any]:
+    """Train one run described by ``config`` into the new directory ``run_dir``; return its metrics.
+
+    ``eval_freq`` and ``checkpoint_freq`` are in timesteps (0 turns them off). Raises CLIError if
+    ``run_dir`` exists or the algorithm cannot be built for the env.
+    """
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        raise CLIError(f"run directory {run_dir} already exists; pick another --seed/--log-dir or remove it") from None
+    try:
+        (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        model = _make_model(config, _make_env(config, run_dir, training=True), run_dir)
+        tracker, evaluator, callbacks = _make_callbacks(config, run_dir, eval_freq, checkpoint_freq)
+    except BaseException:
+        # We created this directory an instant ago (exist_ok=False), so it holds nothing but our own
+        # partial setup; leaving it would block the corrected command with "already exists".
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+    start = time.perf_counter()
+    model.learn(config.total_timesteps, callback=callbacks, progress_bar=progress, tb_log_name="tensorboard")
+    wall_s = time.perf_counter() - start
+    save_model(model, run_dir / FINAL_MODEL, run_dir / VECNORMALIZE_FILE)
+    model.get_env().close()
+    eval_s = 0.0
+    if evaluator is not None:
+        evaluator.eval_env.close()
+        eval_s = evaluator.eval_seconds
+
+    metrics = {
+        "algo": config.algo,
+        "env": config.env,
+        "seed": config.seed,
+        "n_envs": config.n_envs,
+        "timesteps": model.num_timesteps,
+        **tracker.summary(),
+        # Evaluation time grows with the policy's episode length; leaving it out keeps SPS a measure
+        # of training throughput that is comparable between algorithms.
+        "sps": model.num_timesteps / max(wall_s - eval_s, 1e-9),
+        "wall_s": wall_s,
+        "eval_s": eval_s,
+        "torch_threads": torch.get_num_threads(),
+    }
+    atomic_write(run_dir / METRICS_FILE, lambda path: Path(path).write_text(json.dumps(metrics, indent=2) + "\n"))
+    return metrics
+
+
+def _make_callbacks(
+    config: RunConfig, run_dir: Path, eval_freq: int, checkpoint_freq: int
+) -> tuple[SolveTracker, TimedEvalCallback | None, list[BaseCallback]]:
+    """Solve tracking, plus checkpoints and evaluation (best_model.zip) when their period is not 0."""
+    tracker = SolveTracker(get_spec(config.env).reward_threshold, EXTRA_THRESHOLDS.get(config.env, ()))
+    callbacks: list[BaseCallback] = [tracker]
+    # SB3 callbacks count vec-env steps, each worth n_envs timesteps.
+    if checkpoint_freq:
+        save_freq = max(checkpoint_freq // config.n_envs, 1)
+        callbacks.append(AtomicCheckpointCallback(save_freq, str(run_dir / "checkpoints")))
+    evaluator = None
+    if eval_freq:
+        evaluator = TimedEvalCallback(
+            _make_env(config, run_dir, training=False),
+            callback_on_new_best=SaveModelCallback(run_dir / BEST_MODEL),
+            n_eval_episodes=N_EVAL_EPISODES,
+            eval_freq=max(eval_freq // config.n_envs, 1),
+            log_path=str(run_dir),
+            verbose=0,
+        )
+        callbacks.append(evaluator)
+    return tracker, evaluator, callbacks
+
+
+def _make_env(config: RunConfig, run_dir: Path, *, training: bool) -> VecEnv:
+    """Training env (monitored into run_dir) or evaluation env, normalised as the config says."""
+    try:
+        if training:
+            env = make_vec_env(
+                config.env, config.n_envs, config.seed, monitor_dir=run_dir, frame_stack=config.frame_stack
+            )
+        else:
+            env = make_vec_env(config.env, 1, config.seed + EVAL_SEED_OFFSET, frame_stack=config.frame_stack)
+    except gym.error.Error as err:
+        raise CLIError(f"cannot create {config.env}: {_first_line(err)}") from None
+    normalize = config.normalize_kwargs()
+    if normalize is None:
+        return env
+    if not training:
+        # EvalCallback copies the training statistics into this env before each evaluation.
+        normalize = {**normalize, "training": False, "norm_reward": False}
+    try:
+        return VecNormalize(env, **normalize)
+    except TypeError as err:
+        raise CLIError(f"normalize: {_first_line(err)}") from None
+
+
+def _make_model(config: RunConfig, env: VecEnv, run_dir: Path) -> BaseAlgorithm:
+    algo_cls = load_algo_class(config.algo)
+    kwargs = _with_torch_objects(config.algo_kwargs)
+    try:
+        return algo_cls(
+            config.policy, env, seed=config.seed, device=config.device, tensorboard_log=str(run_dir), **kwargs
+        )
+    except (AssertionError, ValueError, NotImplementedError, KeyError) as err:
+        # SB3 asserts on unsupported spaces and raises ValueError/KeyError for unknown policies.
+        raise CLIError(f"{config.algo} cannot train on {config.env}: {_first_line(err)}") from None
+
+
+def _with_torch_objects(algo_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn ``policy_kwargs.activation_fn: ReLU`` (YAML has no classes) into ``torch.nn.ReLU``."""
+    kwargs = dict(algo_kwargs)
+    policy_kwargs = dict(kwargs.get("policy_kwargs") or {})
+    name = policy_kwargs.get("activation_fn")
+    if isinstance(name, str):
+        if not isinstance(getattr(torch.nn, name, None), type):
+            raise CLIError(f"policy_kwargs.activation_fn: {name!r} is not a torch.nn module (e.g. ReLU, Tanh)")
+        policy_kwargs["activation_fn"] = getattr(torch.nn, name)
+        kwargs["policy_kwargs"] = policy_kwargs
+    return kwargs
+
+
+def format_summary(metrics: Mapping[str, Any], run_dir: Path) -> str:
+    """A few human-readable lines about a finished run."""
+
+    def solved_text(episode: int | None, timestep: int | None) -> str:
+        return "not reached" if episode is None else f"episode {episode} (timestep {timestep})"
+
+    lines = [
+        f"{metrics['algo']} on {metrics['env']} (seed {metrics['seed']}): {metrics['timesteps']} timesteps, "
+        f"{metrics['episodes']} episodes, {metrics['wall_s']:.1f} s, {metrics['sps']:.0f} SPS",
+    ]
+    if metrics["solve_threshold"] is not None:
+        lines.append(
+            f"solved (mean of last {metrics['solve_window']} returns >= {metrics['solve_threshold']:g}): "
+            + solved_text(metrics["solved_at_episode"], metrics["solved_at_timestep"])
+        )
+    for threshold, entry in metrics["extra_thresholds"].items():
+        lines.append(
+            f"solved at >= {threshold}: " + solved_text(entry["solved_at_episode"], entry["solved_at_timestep"])
+        )
+    final = metrics["final_mean_return"]
+    lines.append("final mean return: " + ("no episode finished" if final is None else f"{final:.2f}"))
+    lines.append(f"run directory: {run_dir}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+
+
+def _evaluate_parser() -> argparse.ArgumentParser:
+    parser = CLIParser(prog="evaluate.py", description="Evaluate a saved model.")
+    parser.add_argument("--model", type=Path, required=True, help="a .zip saved by train.py (or SB3)")
+    parser.add_argument("--env", help="default: the env in config.yml of the model's run directory")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--deterministic", action="store_true")
+    parser.add_argument("--video", type=Path, metavar="DIR", help="record every episode into DIR as MP4")
+    parser.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_threads_argument(parser)
+    return parser
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``evaluate.py``; returns the exit status."""
+    return run_guarded(_evaluate, argv)
+
+
+def _evaluate(argv: Sequence[str] | None) -> int:
+    args = _evaluate_parser().parse_args(argv)
+    if args.episodes < 1:
+        raise CLIError("--episodes must be >= 1")
+    algo = detect_algo(read_model_data(args.model))
+    if algo not in ALGOS:
+        raise CLIError(f"{args.model} holds a {algo} model; evaluate.py supports {', '.join(ALGOS)}")
+    run_config = _find_run_config(args.model)
+    env_id = args.env or (run_config.env if run_config else None)
+    if env_id is None:
+        raise CLIError(f"no --env given and no {CONFIG_FILE} next to {args.model}")
+    frame_stack = run_config.frame_stack if run_config else None
+    with _stdout_to_stderr() if args.json else contextlib.nullcontext(), _torch_threads(args.threads):
+        result = evaluate_model(
+            args.model, algo, env_id, args.episodes, args.deterministic, args.seed, frame_stack, args.video, args.device
+        )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{algo} on {env_id}: mean return {result['mean_return']:.2f} ± {result['std_return']:.2f} "
+            f"over {result['episodes']} episodes (mean length {result['mean_length']:.1f})"
+        )
+    return 0
+
+
+def evaluate_model(
+    model_path: Path,
+    algo: str,
+    env_id: str,
+    episodes: int,
+    deterministic: bool,
+    seed: int,
+    frame_stack: int | None = None,
+    video_dir: Path | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Run ``episodes`` episodes of the saved model; VecNormalize statistics beside it are reused."""
+    try:
+        env = make_vec_env(env_id, 1, seed, frame_stack=frame_stack, video_dir=video_dir)
+    except gym.error.Error as err:
+        raise CLIError(f"cannot create {env_id}: {_first_line(err)}") from None
+    stats = next((p for p in (stats_path_for(model_path), model_path.with_name(VECNORMALIZE_FILE)) if p.exists()), None)
+    if stats is not None:
+        try:
+            env = VecNormalize.load(str(stats), env)
+        except (AssertionError, ValueError) as err:  # SB3 asserts that the spaces' shapes agree
+            raise CLIError(f"{stats} does not fit {env_id}: {_first_line(err)}") from None
+        env.training, env.norm_reward = False, False  # frozen statistics, raw returns
+    try:
+        model = load_algo_class(algo).load(model_path, env=env, device=device)
+    except (ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as err:
+        # ValueError: spaces differ from the env's; the others: damaged archive contents.
+        raise CLIError(f"cannot load {model_path} for {env_id}: {_first_line(err)}") from None
+    returns, lengths = evaluate_policy(
+        model, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True
+    )
+    env.close()
+    return {
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns)),
+        "episodes": len(returns),
+        "mean_length": float(np.mean(lengths)),
+        "returns": [float(r) for r in returns],
+        "algo": algo,
+        "env": env_id,
+        "model": str(model_path),
+        "deterministic": deterministic,
+        "seed": seed,
+    }
+
+
+def read_model_data(path: Path) -> dict[str, Any]:
+    """The ``data`` JSON of an SB3 model zip, without loading its weights."""
+    if not path.is_file():
+        raise CLIError(f"model file {path} not found")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError):
+        raise CLIError(f"{path} is not a model saved by stable-baselines3 (no readable 'data' in a zip)") from None
+    if not isinstance(data, dict):
+        raise CLIError(f"{path} is not a model saved by stable-baselines3 (malformed 'data')")
+    return data
+
+
+def detect_algo(data: Mapping[str, Any]) -> str:
+    """Name of the algorithm that saved ``data``, from the module of its policy class.
+
+    relax_rl policies -> ``relax_a2c``; SB3's shared ``common.policies`` -> ``a2c`` or ``ppo`` (only PPO
+    stores clip_range/n_epochs); other SB3 or sb3-contrib modules name their algorithm
+    (``stable_baselines3.dqn.policies`` -> ``dqn``).
+    """
+    policy_class = data.get("policy_class")
+    module = policy_class.get("__module__", "") if isinstance(policy_class, dict) else ""
+    package, _, rest = module.partition(".")
+    if package == "relax_rl":
+        return "relax_a2c"
+    if package in ("stable_baselines3", "sb3_contrib") and rest:
+        sub_package = rest.split(".")[0]
+        if sub_package != "common":
+            return sub_package
+        return "ppo" if {"clip_range", "n_epochs"} & data.keys() else "a2c"
+    raise CLIError(f"cannot tell which algorithm saved this model (policy module {module or 'missing'!r})")
+
+
+def _find_run_config(model_path: Path) -> RunConfig | None:
+    """config.yml of the run the model belongs to (next to it, or one up for checkpoints/)."""
+    for directory in (model_path.parent, model_path.parent.parent):
+        path = directory / CONFIG_FILE
+        if path.is_file():
+            try:
+                return RunConfig.from_dict(yaml.safe_load(path.read_text()))
+            except (yaml.YAMLError, TypeError, ConfigError) as err:
+                raise CLIError(f"{path} is not a run config: {_first_line(err)}") from None
+    return None
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to stdout, by Python or by native code (ALE's banner), to stderr."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+# -------------------------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m relax_rl.cli {train,evaluate} ...``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"train": train_main, "evaluate": evaluate_main}
+    if not argv or argv[0] not in commands:
+        print(f"usage: python -m relax_rl.cli {{{','.join(commands)}}} [options]", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

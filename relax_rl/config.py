@@ -1,0 +1,223 @@
+"""Hyper-parameter files (rl-baselines3-zoo style) and the resolved configuration of one run.
+
+A file maps env ids, plus ``default``, to sections; the env's section overrides ``default`` key by key,
+``--hyperparams key=value`` overrides both. Keys are the algorithm's constructor keywords plus
+:data:`ZOO_KEYS`; anything else is a :class:`ConfigError` naming the key and its close matches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import inspect
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_SECTION = "default"
+# Keys that configure the run rather than the algorithm's constructor.
+ZOO_KEYS = frozenset({"n_envs", "n_timesteps", "policy", "normalize", "frame_stack", "policy_kwargs"})
+# Constructor keywords the command line owns; a config file setting them would be silently overridden.
+CLI_OWNED = {"env": "--env", "seed": "--seed", "device": "--device", "tensorboard_log": "--log-dir"}
+_NOT_CONFIGURABLE = frozenset({"self", "_init_setup_model"})
+
+# Algorithm name -> "module:attribute". Imported lazily so that a missing or broken agent only
+# affects runs that ask for it.
+ALGOS: dict[str, str] = {
+    "relax_a2c": "relax_rl.agents:RelaxA2C",
+    "a2c": "stable_baselines3:A2C",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used: unknown algorithm, unknown key, malformed value."""
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-3`` as a float (YAML 1.1 insists on ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML safely, with scientific notation read as floats."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+
+
+def load_algo_class(algo: str) -> type:
+    """Import the class registered for ``algo`` (see :data:`ALGOS`)."""
+    if algo not in ALGOS:
+        raise ConfigError(f"unknown algorithm {algo!r}; " + _suggest(algo, ALGOS))
+    module_name, attribute = ALGOS[algo].split(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"algorithm {algo!r} is not available: {module_name}.{attribute} ({err})") from None
+
+
+def default_config_file(algo: str) -> Path:
+    """The bundled hyper-parameter file of ``algo``: ``configs/<algo>.yml``."""
+    return CONFIG_DIR / f"{algo}.yml"
+
+
+def read_section(path: str | Path, env_id: str) -> dict[str, Any]:
+    """Return ``default`` merged with the ``env_id`` section of the file at ``path``."""
+    try:
+        sections = parse_yaml(Path(path).read_text()) or {}
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(sections, dict) or not all(isinstance(v, dict | None) for v in sections.values()):
+        raise ConfigError(f"config file {path} must map env ids (and 'default') to sections of key: value")
+    return {**(sections.get(DEFAULT_SECTION) or {}), **(sections.get(env_id) or {})}
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings; values are YAML (``0.5``, ``true``, ``[64, 64]``, ``{a: 1}``)."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--hyperparams expects key=value, got {item!r}")
+        try:
+            overrides[key.strip()] = parse_yaml(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--hyperparams {key.strip()}: cannot parse value {value!r}") from None
+    return overrides
+
+
+def constructor_keywords(cls: type) -> set[str]:
+    """Named ``__init__`` parameters of ``cls``, following ``**kwargs`` up the MRO (subclasses that
+    forward the parent's keywords, like RelaxA2C to A2C, accept those too)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
+def accepted_keys(algo_cls: type) -> set[str]:
+    """Keys a config may set for ``algo_cls``: its constructor keywords, minus CLI-owned ones, plus ZOO_KEYS."""
+    return (constructor_keywords(algo_cls) - _NOT_CONFIGURABLE - set(CLI_OWNED)) | ZOO_KEYS
+
+
+def validate_keys(config: Mapping[str, Any], algo_cls: type, algo: str, source: str) -> None:
+    """Raise :class:`ConfigError` for the first key of ``config`` that ``algo`` does not accept."""
+    allowed = accepted_keys(algo_cls)
+    for key in config:
+        if key in CLI_OWNED:
+            raise ConfigError(f"{source}: {key!r} is set on the command line ({CLI_OWNED[key]}), not in a config")
+        if key not in allowed:
+            raise ConfigError(f"{source}: {algo} does not accept key {key!r}; " + _suggest(key, allowed))
+
+
+def _suggest(name: str, choices: Iterable[str]) -> str:
+    matches = difflib.get_close_matches(name, list(choices), n=3)
+    return f"did you mean: {', '.join(matches)}?" if matches else f"choose from: {', '.join(sorted(choices))}"
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything that determines one training run; saved as the run directory's ``config.yml``."""
+
+    algo: str
+    env: str
+    seed: int
+    total_timesteps: int
+    n_envs: int
+    policy: str
+    normalize: bool | dict[str, Any] = False
+    frame_stack: int | None = None
+    device: str = "auto"
+    # Constructor keywords of the algorithm (policy_kwargs included), exactly as configured.
+    algo_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A YAML-serialisable dict (the content of ``config.yml``)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        extra = set(data) - fields
+        if extra:
+            raise ConfigError(f"unexpected keys in run config: {', '.join(sorted(extra))}")
+        return cls(**data)
+
+    def normalize_kwargs(self) -> dict[str, Any] | None:
+        """``VecNormalize`` keyword arguments, or ``None`` when normalisation is off."""
+        if isinstance(self.normalize, dict):
+            return dict(self.normalize)
+        return {} if self.normalize else None
+
+
+def resolve_config(
+    algo: str,
+    env_id: str,
+    seed: int,
+    *,
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    n_envs: int | None = None,
+    total_timesteps: int | None = None,
+    device: str = "auto",
+) -> RunConfig:
+    """Merge file section, ``--hyperparams`` overrides and explicit flags (in that order) into a RunConfig."""
+    algo_cls = load_algo_class(algo)
+    path = Path(config_file) if config_file is not None else default_config_file(algo)
+    section = read_section(path, env_id)
+    validate_keys(section, algo_cls, algo, str(path))
+    overrides = dict(overrides or {})
+    validate_keys(overrides, algo_cls, algo, "--hyperparams")
+    merged = {**section, **overrides}
+    if n_envs is not None:
+        merged["n_envs"] = n_envs
+    if total_timesteps is not None:
+        merged["n_timesteps"] = total_timesteps
+    run_keys = {key: merged.pop(key, None) for key in ("n_envs", "n_timesteps", "policy", "normalize", "frame_stack")}
+    for key in ("n_envs", "n_timesteps", "policy"):
+        if run_keys[key] is None:
+            raise ConfigError(f"{path}: no {key!r} for {env_id} (set it in 'default' or the env's section)")
+    if not isinstance(run_keys["normalize"], bool | dict | None):
+        raise ConfigError(
+            f"normalize must be true, false or a dict of VecNormalize arguments, not {run_keys['normalize']!r}"
+        )
+    return RunConfig(
+        algo=algo,
+        env=env_id,
+        seed=seed,
+        total_timesteps=_positive_int("n_timesteps", run_keys["n_timesteps"]),
+        n_envs=_positive_int("n_envs", run_keys["n_envs"]),
+        policy=str(run_keys["policy"]),
+        normalize=run_keys["normalize"] or False,
+        frame_stack=None if run_keys["frame_stack"] is None else _positive_int("frame_stack", run_keys["frame_stack"]),
+        device=device,
+        algo_kwargs=merged,
+    )
+
+
+def _positive_int(key: str, value: Any) -> int:
+    # Zoo files write budgets as 1e6; accept any float that is a whole number.
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (number >= 1 and number.is_integer()):
+        raise ConfigError(f"{key} must be a positive integer, not {value!r}")
+    return int(number)

@@ -1,0 +1,205 @@
+"""train.py / evaluate.py end to end on tiny budgets, and every bad-input path (exit 2, one line)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import yaml
+from stable_baselines3 import PPO
+
+from relax_rl.callbacks import SolveTracker, atomic_write
+from relax_rl.cli import detect_algo, evaluate_main, read_model_data, train_main
+
+REPO = Path(__file__).resolve().parent.parent
+ALGOS = ["a2c", "relax_a2c"]
+TINY = ["--total-timesteps", "400", "--n-envs", "2", "--eval-freq", "100", "--checkpoint-freq", "200"]
+
+
+def _one_line_error(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in text, text
+    return lines[0]
+
+
+@pytest.fixture(scope="module", params=ALGOS)
+def trained(request, tmp_path_factory):
+    """One tiny training run per algorithm: (algo, log_dir, run_dir, the arguments used)."""
+    algo = request.param
+    log_dir = tmp_path_factory.mktemp(algo)
+    args = ["--algo", algo, "--env", "CartPole-v1", "--seed", "3", "--log-dir", str(log_dir), *TINY]
+    assert train_main(args) == 0
+    return algo, log_dir, log_dir / algo / "CartPole-v1_s3", args
+
+
+def test_run_directory_holds_every_artifact(trained):
+    algo, _, run_dir, _ = trained
+    for name in ("config.yml", "metrics.json", "monitor.csv", "final_model.zip", "best_model.zip"):
+        assert (run_dir / name).is_file(), name
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "rl_model_200_steps.zip",
+        "rl_model_400_steps.zip",
+    ]
+    assert list(run_dir.glob("tensorboard_*/events.out.tfevents.*"))
+    assert not list(run_dir.rglob(".*.tmp-*")), "atomic saves left a temporary file"
+    config = yaml.safe_load((run_dir / "config.yml").read_text())
+    assert (config["algo"], config["env"], config["seed"], config["total_timesteps"]) == (algo, "CartPole-v1", 3, 400)
+
+
+def test_metrics_are_complete_and_consistent(trained):
+    algo, _, run_dir, _ = trained
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (metrics["algo"], metrics["env"], metrics["seed"], metrics["timesteps"]) == (algo, "CartPole-v1", 3, 400)
+    assert metrics["solve_threshold"] == 475 and metrics["solve_window"] == 100
+    monitor_rows = (run_dir / "monitor.csv").read_text().splitlines()[2:]
+    assert metrics["episodes"] == len(monitor_rows) > 0
+    assert metrics["final_mean_return"] == pytest.approx(np.mean([float(r.split(",")[0]) for r in monitor_rows]))
+    for key in ("solved_at_episode", "solved_at_timestep", "solved_at_episode_195", "solved_at_timestep_195"):
+        assert metrics[key] is None  # 400 steps cannot solve CartPole
+    assert metrics["extra_thresholds"] == {"195": {"solved_at_episode": None, "solved_at_timestep": None}}
+    assert metrics["sps"] > 0 and metrics["wall_s"] > 0
+
+
+def test_existing_run_directory_is_refused(trained, capsys):
+    _, _, run_dir, args = trained
+    before = sorted(p.name for p in run_dir.iterdir())
+    assert train_main(args) == 2
+    assert "already exists" in _one_line_error(capsys.readouterr().err)
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def test_evaluate_json_prints_one_object(trained, capsys):
+    algo, _, run_dir, _ = trained
+    assert evaluate_main(["--model", str(run_dir / "final_model.zip"), "--episodes", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)  # the whole of stdout is one JSON object
+    assert result["episodes"] == 2 and result["algo"] == algo and result["env"] == "CartPole-v1"
+    assert result["std_return"] >= 0 and result["mean_return"] == pytest.approx(np.mean(result["returns"]))
+
+
+def test_evaluate_reads_a_checkpoint_with_the_env_from_its_run(trained, capsys):
+    _, _, run_dir, _ = trained
+    model = run_dir / "checkpoints" / "rl_model_200_steps.zip"
+    assert evaluate_main(["--model", str(model), "--episodes", "1", "--deterministic"]) == 0
+    assert "mean return" in capsys.readouterr().out
+
+
+def test_algorithm_detection(trained, tmp_path):
+    algo, _, run_dir, _ = trained
+    assert detect_algo(read_model_data(run_dir / "best_model.zip")) == algo
+    PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, device="cpu").save(tmp_path / "ppo.zip")
+    assert detect_algo(read_model_data(tmp_path / "ppo.zip")) == "ppo"
+
+
+def test_normalized_run_saves_and_reuses_statistics(tmp_path, capsys):
+    args = ["--algo", "a2c", "--log-dir", str(tmp_path), *TINY, "--hyperparams", "normalize={norm_reward: false}"]
+    assert train_main(args) == 0
+    run_dir = tmp_path / "a2c" / "CartPole-v1_s0"
+    assert (run_dir / "vecnormalize.pkl").is_file() and (run_dir / "best_model_vecnormalize.pkl").is_file()
+    assert evaluate_main(["--model", str(run_dir / "final_model.zip"), "--episodes", "1"]) == 0
+
+
+def _run_script(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *args], capture_output=True, text=True, cwd=REPO, check=False
+    )
+
+
+@pytest.mark.parametrize("content", [None, os.urandom(2048)], ids=["missing", "random-bytes"])
+def test_evaluate_bad_model_file_exits_2_without_traceback(tmp_path, content):
+    model = tmp_path / "model.zip"
+    if content is not None:
+        model.write_bytes(content)
+    done = _run_script("evaluate.py", "--model", str(model), "--env", "CartPole-v1")
+    assert done.returncode == 2 and done.stdout == ""
+    assert str(model) in _one_line_error(done.stderr)
+
+
+def test_evaluate_refuses_another_algorithms_model(tmp_path, capsys):
+    PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, device="cpu").save(tmp_path / "ppo.zip")
+    assert evaluate_main(["--model", str(tmp_path / "ppo.zip"), "--env", "CartPole-v1"]) == 2
+    assert "ppo model" in _one_line_error(capsys.readouterr().err)
+
+
+def test_evaluate_needs_an_env_without_a_run_config(tmp_path, trained, capsys):
+    _, _, run_dir, _ = trained
+    lonely = tmp_path / "lonely" / "model.zip"
+    lonely.parent.mkdir()
+    lonely.write_bytes((run_dir / "final_model.zip").read_bytes())
+    assert evaluate_main(["--model", str(lonely)]) == 2
+    assert "--env" in _one_line_error(capsys.readouterr().err)
+
+
+class _TupleActions(gym.Env):
+    """An env whose action space no A2C variant supports."""
+
+    observation_space = gym.spaces.Box(-1, 1, (2,))
+    action_space = gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(3)))
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, dtype=np.float32), 0.0, True, False, {}
+
+
+gym.register("relax-rl-test/TupleActions-v0", entry_point=_TupleActions, max_episode_steps=10)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--env", "CartPol-v1"], "CartPole-v0"),
+        (["--env", "relax-rl-test/TupleActions-v0"], "cannot train on relax-rl-test/TupleActions-v0"),
+        (["--hyperparams", "learning_rat=0.1"], "'learning_rat'"),
+        (["--hyperparams", "gamma"], "key=value"),
+        (["--resume", "runs/x"], "not supported yet"),
+        (["--total-timesteps", "0"], "--total-timesteps must be >= 1"),
+    ],
+    ids=["unknown-env", "unsupported-action-space", "config-typo", "malformed-override", "resume", "bad-budget"],
+)
+def test_train_bad_input_exits_2_with_one_line(algo, args, expected, tmp_path, capsys):
+    assert train_main(["--algo", algo, "--log-dir", str(tmp_path), *args]) == 2
+    assert expected in _one_line_error(capsys.readouterr().err)
+    assert not list(tmp_path.rglob("*.zip")) and not list(tmp_path.rglob("config.yml")), "a failed run left files"
+
+
+def test_unknown_algo_is_one_line(capsys):
+    assert train_main(["--algo", "ppo2"]) == 2
+    assert "invalid choice: 'ppo2'" in _one_line_error(capsys.readouterr().err)
+
+
+def test_video_records_every_episode(trained, tmp_path):
+    _, _, run_dir, _ = trained
+    videos = tmp_path / "videos"
+    assert evaluate_main(["--model", str(run_dir / "final_model.zip"), "--episodes", "2", "--video", str(videos)]) == 0
+    assert {"rl-video-episode-0.mp4", "rl-video-episode-1.mp4"} <= {p.name for p in videos.glob("*.mp4")}
+
+
+def test_solve_tracker_needs_a_full_window():
+    tracker = SolveTracker(threshold=10.0, extra_thresholds=(5.0,), window=3)
+    for step, episode_return in enumerate([6.0, 6.0, 6.0, 12.0, 12.0, 12.0], start=1):
+        tracker.record(episode_return, timestep=step * 10)
+    summary = tracker.summary()
+    assert (summary["solved_at_episode_5"], summary["solved_at_timestep_5"]) == (3, 30)  # not at episode 1
+    assert (summary["solved_at_episode"], summary["solved_at_timestep"]) == (5, 50)  # (6 + 12 + 12) / 3 = 10
+    assert summary["final_mean_return"] == 12.0 and summary["episodes"] == 6
+
+
+def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
+    target = tmp_path / "model.zip"
+
+    def fail(path):
+        Path(path).write_text("partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, fail)
+    assert list(tmp_path.iterdir()) == []
+    atomic_write(target, lambda path: Path(path).write_text("done"))
+    assert [p.name for p in tmp_path.iterdir()] == ["model.zip"] and target.read_text() == "done"

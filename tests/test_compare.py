@@ -1,0 +1,91 @@
+"""relax_rl.compare and relax_rl.plot: subprocess runs, reports, learning curves."""
+
+import json
+
+import numpy as np
+import pytest
+
+from relax_rl import compare, plot
+
+SEEDS = 2
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory):
+    """A 2-seed a2c comparison on a tiny budget: (exit status, out dir)."""
+    out = tmp_path_factory.mktemp("compare")
+    argv = ["--env", "CartPole-v1", "--algos", "a2c", "--seeds", str(SEEDS), "--workers", "2", "--out", str(out)]
+    status = compare.main([*argv, "--total-timesteps", "500", "--n-envs", "2", "--hyperparams", "gamma=0.98"])
+    return status, out
+
+
+def test_compare_writes_every_report(comparison):
+    status, out = comparison
+    assert status == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["hyperparams"] == ["gamma=0.98"]
+    runs = results["runs"]
+    assert [(r["algo"], r["seed"], r["returncode"]) for r in runs] == [("a2c", 0, 0), ("a2c", 1, 0)]
+    assert all(r["metrics"]["timesteps"] == 500 and r["metrics"]["seed"] == r["seed"] for r in runs)
+    summary = (out / "summary.md").read_text()
+    assert "0/2 solved" in summary and "475" in summary and "195" in summary
+    assert "| a2c |" in summary and "Ratios" not in summary  # no relax_a2c to compare with
+    png = out / "learning_curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_compare_refuses_to_overwrite_runs(comparison, capsys):
+    _, out = comparison
+    argv = ["--algos", "a2c", "--seeds", str(SEEDS), "--out", str(out), "--total-timesteps", "500"]
+    assert compare.main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert "already exist" in error and "\n" not in error
+
+
+def test_plot_cli_groups_run_dirs_by_algorithm(comparison, tmp_path):
+    _, out = comparison
+    run_dirs = sorted((out / "runs" / "a2c").iterdir())
+    assert plot.group_runs(run_dirs) == {"a2c": run_dirs}
+    assert plot.run_thresholds(run_dirs) == [195.0, 475.0]
+    assert plot.main([*map(str, run_dirs), "--out", str(tmp_path / "curves.png")]) == 0
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def _metrics(solved_at, episodes=800, sps=1000.0, extra=None):
+    return {
+        "timesteps": 100_000,
+        "episodes": episodes,
+        "solve_window": 100,
+        "solve_threshold": 475.0,
+        "solved_at_episode": solved_at,
+        "extra_thresholds": {"195": {"solved_at_episode": extra}},
+        "final_mean_return": 400.0,
+        "sps": sps,
+        "wall_s": 60.0,
+    }
+
+
+def test_summary_censors_unsolved_runs_and_reports_ratios():
+    by_algo = {
+        "relax_a2c": [_metrics(300, sps=600.0, extra=100), _metrics(None, episodes=900, sps=600.0, extra=120)],
+        "a2c": [_metrics(600, extra=200), _metrics(600, extra=200)],
+    }
+    summary = compare.summary_markdown(by_algo, "CartPole-v1")
+    assert "| relax_a2c | 1/2 solved | 600 [300, 900] |" in summary  # the unsolved run counts as 900
+    assert "| median episodes to solve 475 | 1.00 |" in summary
+    assert "| median episodes to solve 195 | 0.55 |" in summary
+    assert "| median SPS | 0.60 |" in summary
+
+
+def test_bootstrap_interval():
+    runs = np.array([[1.0, 10.0], [3.0, 10.0]])
+    mean, low, high = plot.bootstrap_interval(runs, lambda r: r.mean(axis=0))
+    np.testing.assert_allclose(mean, [2.0, 10.0])
+    np.testing.assert_allclose(low, [1.0, 10.0])
+    np.testing.assert_allclose(high, [3.0, 10.0])
+
+
+def test_plot_needs_a_finished_episode(tmp_path):
+    empty = plot.Curve(returns=np.array([]), steps=np.array([]))
+    with pytest.raises(ValueError, match="no run has a finished episode"):
+        plot.plot_learning_curves({"a2c": [empty]}, tmp_path / "x.png")

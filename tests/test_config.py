@@ -1,0 +1,154 @@
+"""Hyper-parameter files: merging, overrides, key validation, and the bundled configs."""
+
+import pytest
+import yaml
+from stable_baselines3 import A2C
+
+from relax_rl.config import (
+    CONFIG_DIR,
+    ConfigError,
+    RunConfig,
+    constructor_keywords,
+    parse_overrides,
+    read_section,
+    resolve_config,
+)
+
+BENCHMARK_ENVS = ("CartPole-v1", "LunarLander-v3", "Acrobot-v1", "MountainCar-v0")
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "a2c.yml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "default": {"policy": "MlpPolicy", "n_envs": 8, "n_timesteps": 1000, "gamma": 0.99, "n_steps": 5},
+                "CartPole-v1": {"n_steps": 16, "normalize": True},
+            }
+        )
+    )
+    return path
+
+
+def test_env_section_overrides_default(config_file):
+    assert read_section(config_file, "CartPole-v1") == {
+        "policy": "MlpPolicy",
+        "n_envs": 8,
+        "n_timesteps": 1000,
+        "gamma": 0.99,
+        "n_steps": 16,
+        "normalize": True,
+    }
+    assert read_section(config_file, "Acrobot-v1")["n_steps"] == 5  # no section: default only
+
+
+def test_overrides_beat_file_and_flags_beat_overrides(config_file):
+    config = resolve_config(
+        "a2c",
+        "CartPole-v1",
+        3,
+        config_file=config_file,
+        overrides=parse_overrides(["gamma=0.9", "n_envs=4", "policy_kwargs={net_arch: [32, 32]}"]),
+        n_envs=2,
+    )
+    assert config.algo_kwargs == {"gamma": 0.9, "n_steps": 16, "policy_kwargs": {"net_arch": [32, 32]}}
+    assert (config.n_envs, config.total_timesteps, config.seed, config.normalize) == (2, 1000, 3, True)
+
+
+def test_override_values_are_yaml_with_scientific_floats():
+    assert parse_overrides(["a=1e-3", "b=7", "c=true", "d=[1, 2]", "e=MlpPolicy", "f=1.0e6"]) == {
+        "a": 1e-3,
+        "b": 7,
+        "c": True,
+        "d": [1, 2],
+        "e": "MlpPolicy",
+        "f": 1e6,
+    }
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["gamma"])
+
+
+def test_typo_in_override_names_key_algorithm_and_match(config_file):
+    with pytest.raises(ConfigError) as info:
+        resolve_config("a2c", "CartPole-v1", 0, config_file=config_file, overrides={"learning_rat": 1e-3})
+    message = str(info.value)
+    assert "'learning_rat'" in message and "a2c" in message and "learning_rate" in message
+    assert "\n" not in message
+
+
+def test_typo_in_file_names_the_file(config_file):
+    config_file.write_text(config_file.read_text() + "Acrobot-v1:\n  gama: 0.9\n")
+    with pytest.raises(ConfigError, match=r"a2c.yml: a2c does not accept key 'gama'; did you mean: gamma"):
+        resolve_config("a2c", "Acrobot-v1", 0, config_file=config_file)
+
+
+def test_keys_owned_by_the_command_line_are_refused(config_file):
+    with pytest.raises(ConfigError, match="--seed"):
+        resolve_config("a2c", "CartPole-v1", 0, config_file=config_file, overrides={"seed": 1})
+
+
+def test_unknown_algorithm():
+    with pytest.raises(ConfigError, match="unknown algorithm 'a2d'; did you mean: a2c"):
+        resolve_config("a2d", "CartPole-v1", 0)
+
+
+def test_budget_must_be_a_positive_integer(config_file):
+    assert resolve_config("a2c", "CartPole-v1", 0, config_file=config_file, total_timesteps=1e3).total_timesteps == 1000
+    with pytest.raises(ConfigError, match="n_timesteps"):
+        resolve_config("a2c", "CartPole-v1", 0, config_file=config_file, overrides={"n_timesteps": 10.5})
+
+
+def test_constructor_keywords_follow_kwargs_up_the_mro():
+    class Base:
+        def __init__(self, env, gamma=0.99, *, lr=1.0):
+            pass
+
+    class Forwarding(Base):
+        def __init__(self, env, *args, cv_steps=1, **kwargs):
+            super().__init__(env, *args, **kwargs)
+
+    class Closed(Base):
+        def __init__(self, env, alpha=1.0):
+            super().__init__(env)
+
+    assert constructor_keywords(Forwarding) == {"self", "env", "cv_steps", "gamma", "lr"}
+    assert constructor_keywords(Closed) == {"self", "env", "alpha"}
+
+
+def test_run_config_round_trips_through_yaml(config_file):
+    config = resolve_config("a2c", "CartPole-v1", 0, config_file=config_file)
+    assert RunConfig.from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict()))) == config
+
+
+def _sections(algo):
+    return yaml.safe_load((CONFIG_DIR / f"{algo}.yml").read_text())
+
+
+BUNDLED = ["a2c", "relax_a2c"]
+
+
+@pytest.mark.parametrize("algo", BUNDLED)
+def test_bundled_config_resolves_for_every_section(algo):
+    for env_id in _sections(algo):
+        config = resolve_config(algo, env_id, 0)
+        assert config.n_envs == 8 and config.total_timesteps >= 100_000
+
+
+def test_bundled_configs_cover_the_benchmarks_and_match_where_it_matters():
+    a2c, relax = _sections("a2c"), _sections("relax_a2c")
+    assert set(BENCHMARK_ENVS) <= set(a2c) and set(a2c) == set(relax)
+    for env_id in a2c:
+        ours = {**a2c["default"], **(a2c[env_id] or {})}
+        theirs = {**relax["default"], **(relax[env_id] or {})}
+        relax_only = {key: theirs.pop(key) for key in list(theirs) if key.startswith("cv_")}
+        assert ours == theirs, env_id  # the comparison differs only in the estimator
+        assert relax_only == {"cv_learning_rate": 1e-3, "cv_objective": "logits"}
+
+
+def test_a2c_config_is_sb3_defaults():
+    default = resolve_config("a2c", "CartPole-v1", 0).algo_kwargs
+    a2c = A2C("MlpPolicy", "CartPole-v1", device="cpu")
+    assert default["learning_rate"] == a2c.learning_rate
+    for key in ("n_steps", "gamma", "gae_lambda", "ent_coef", "vf_coef", "max_grad_norm", "normalize_advantage"):
+        assert default[key] == getattr(a2c, key), key
