@@ -25,6 +25,7 @@ import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from relax_rl.callbacks import (
@@ -276,9 +277,20 @@ def _make_model(config: RunConfig, env: VecEnv, run_dir: Path) -> BaseAlgorithm:
         raise CLIError(f"{config.algo} cannot train on {config.env}: {_first_line(err)}") from None
 
 
+SCHEDULE_KEYS = ("learning_rate", "cv_learning_rate")
+
+
 def _with_torch_objects(algo_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Turn ``policy_kwargs.activation_fn: ReLU`` (YAML has no classes) into ``torch.nn.ReLU``."""
+    """Build what YAML cannot hold: ``activation_fn: ReLU`` becomes ``torch.nn.ReLU``, and a learning
+    rate ``lin_X`` (rl-baselines3-zoo's notation) a schedule falling linearly from X to 0."""
     kwargs = dict(algo_kwargs)
+    for key in SCHEDULE_KEYS:
+        value = kwargs.get(key)
+        if isinstance(value, str):
+            try:
+                kwargs[key] = LinearSchedule(float(value.removeprefix("lin_")), 0.0, 1.0)
+            except ValueError:
+                raise CLIError(f"{key}: {value!r} is neither a number nor lin_<number>") from None
     policy_kwargs = dict(kwargs.get("policy_kwargs") or {})
     name = policy_kwargs.get("activation_fn")
     if isinstance(name, str):

@@ -44,7 +44,10 @@ def _parser() -> CLIParser:
     parser = CLIParser(prog="python -m relax_rl.compare", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=list(ALGOS))
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..K-1 for every algorithm")
+    parser.add_argument("--seeds", type=int, default=5, help="K seeds, FIRST..FIRST+K-1, for every algorithm")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="FIRST; tune on other seeds than those you report (default 0)"
+    )
     parser.add_argument("--total-timesteps", type=int, help="default: n_timesteps of each algorithm's config")
     parser.add_argument("--n-envs", type=int, help="default: n_envs of each algorithm's config")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs at a time")
@@ -87,7 +90,7 @@ def _plan(args: Any, out: Path) -> list[Job]:
     jobs = [
         Job(algo, seed, default_run_dir(out / "runs", algo, args.env, seed), out / "logs" / f"{algo}_s{seed}.log")
         for algo in dict.fromkeys(args.algos)
-        for seed in range(args.seeds)
+        for seed in range(args.first_seed, args.first_seed + args.seeds)
     ]
     existing = [str(job.run_dir) for job in jobs if job.run_dir.exists()]
     if existing:

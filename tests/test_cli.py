@@ -12,6 +12,7 @@ import pytest
 import yaml
 from stable_baselines3 import PPO
 
+from relax_rl import RelaxA2C
 from relax_rl.callbacks import SolveTracker, atomic_write
 from relax_rl.cli import detect_algo, evaluate_main, read_model_data, train_main
 
@@ -160,13 +161,31 @@ gym.register("relax-rl-test/TupleActions-v0", entry_point=_TupleActions, max_epi
         (["--hyperparams", "gamma"], "key=value"),
         (["--resume", "runs/x"], "not supported yet"),
         (["--total-timesteps", "0"], "--total-timesteps must be >= 1"),
+        (["--hyperparams", "learning_rate=fast"], "neither a number nor lin_<number>"),
     ],
-    ids=["unknown-env", "unsupported-action-space", "config-typo", "malformed-override", "resume", "bad-budget"],
+    ids=[
+        "unknown-env",
+        "unsupported-action-space",
+        "config-typo",
+        "malformed-override",
+        "resume",
+        "bad-budget",
+        "bad-schedule",
+    ],
 )
 def test_train_bad_input_exits_2_with_one_line(algo, args, expected, tmp_path, capsys):
     assert train_main(["--algo", algo, "--log-dir", str(tmp_path), *args]) == 2
     assert expected in _one_line_error(capsys.readouterr().err)
     assert not list(tmp_path.rglob("*.zip")) and not list(tmp_path.rglob("config.yml")), "a failed run left files"
+
+
+def test_linear_learning_rate_schedule(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["--algo", "relax_a2c", "--run-dir", str(run_dir), *TINY, "--eval-freq", "0", "--checkpoint-freq", "0"]
+    assert train_main([*args, "--hyperparams", "learning_rate=lin_1e-3", "cv_learning_rate=lin_2e-3"]) == 0
+    model = RelaxA2C.load(run_dir / "final_model.zip")
+    assert (model.lr_schedule(1.0), model.lr_schedule(0.25)) == pytest.approx((1e-3, 2.5e-4))
+    assert (model.cv_lr_schedule(1.0), model.cv_lr_schedule(0.5)) == pytest.approx((2e-3, 1e-3))
 
 
 def test_unknown_algo_is_one_line(capsys):

@@ -1,0 +1,76 @@
+"""Training throughput of RelaxA2C against SB3's A2C, measured side by side in one process.
+
+Both algorithms train on the same vectorised env with the same settings; runs alternate
+(A2C, RELAX logits, RELAX params, A2C, ...) so that drifts in machine load hit all of them
+alike, and each configuration's median SPS over the repeats is reported with its ratio to A2C.
+
+    python benchmarks/sps/training_sps.py --env CartPole-v1 --steps 50000 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+
+import torch
+from stable_baselines3 import A2C
+
+from relax_rl import RelaxA2C
+from relax_rl.envs import make_vec_env
+
+CONFIGS = {
+    "a2c": (A2C, {}),
+    "relax_a2c (logits)": (RelaxA2C, {"cv_objective": "logits"}),
+    "relax_a2c (params)": (RelaxA2C, {"cv_objective": "params"}),
+}
+
+
+def measure(algo_cls, kwargs: dict, env_id: str, n_envs: int, steps: int, seed: int) -> float:
+    """SPS of ``learn(steps)`` after a short warm-up (imports, first allocations)."""
+    model = algo_cls("MlpPolicy", make_vec_env(env_id, n_envs, seed), seed=seed, device="cpu", **kwargs)
+    model.learn(n_envs * 50)
+    start = time.perf_counter()
+    model.learn(steps, reset_num_timesteps=False)
+    return steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--n-envs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=50_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # what train.py does: small networks are fastest single-threaded
+
+    sps: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    for repeat in range(args.repeats):
+        for name, (algo_cls, kwargs) in CONFIGS.items():
+            sps[name].append(measure(algo_cls, kwargs, args.env, args.n_envs, args.steps, seed=repeat))
+    base = statistics.median(sps["a2c"])
+    rows = {
+        name: {"median_sps": statistics.median(v), "ratio_to_a2c": statistics.median(v) / base, "sps": v}
+        for name, v in sps.items()
+    }
+    print(f"| {args.env}, n_envs={args.n_envs}, {args.steps} steps x {args.repeats} | median SPS | ratio to A2C |")
+    print("|---|---|---|")
+    for name, row in rows.items():
+        print(f"| {name} | {row['median_sps']:.0f} | {row['ratio_to_a2c']:.2f} |")
+    if args.out:
+        meta = {
+            "command": "python benchmarks/sps/training_sps.py "
+            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v is not None),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread",
+        }
+        with open(args.out, "w") as f:
+            json.dump({**meta, "results": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
