@@ -1,18 +1,31 @@
-"""Training callbacks: solve tracking, atomic checkpoints, timed evaluation."""
+"""Training callbacks: solve tracking, timed evaluation, progress lines, and run control (checkpoints at
+rollout boundaries, on SIGINT/SIGTERM, and a stop after too many consecutive skipped updates).
+
+The stateful ones have ``state_dict``/``load_state_dict`` so that a resumed run continues them exactly.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import signal
+import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from types import FrameType, TracebackType
+from typing import Any, TextIO
 
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+
+from relax_rl.safe_load import normalization_to_json
 
 SOLVE_WINDOW = 100
+PROGRESS_INTERVAL_S = 30.0
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> None:
@@ -37,28 +50,27 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
         os.close(dir_fd)
 
 
-def save_model(model: BaseAlgorithm, path: str | os.PathLike[str], stats_path: str | os.PathLike[str]) -> None:
-    """Atomically save ``model`` to ``path`` and, when it trains under VecNormalize, its statistics."""
-    atomic_write(path, model.save)
+def save_model(
+    model: BaseAlgorithm,
+    path: str | os.PathLike[str],
+    stats_path: str | os.PathLike[str],
+    write: Callable[[str], None] | None = None,
+) -> None:
+    """Atomically save ``model`` to ``path`` (with ``write(tmp_path)``, default ``model.save``) and, when it
+    trains under VecNormalize, its statistics: SB3's pickle at ``stats_path`` and, for safe loading, JSON
+    beside it. The statistics go first, so a model file never exists without them."""
     vec_normalize = model.get_vec_normalize_env()
     if vec_normalize is not None:
         atomic_write(stats_path, vec_normalize.save)
+        stats_json = json.dumps(normalization_to_json(vec_normalize))
+        atomic_write(Path(stats_path).with_suffix(".json"), lambda tmp: Path(tmp).write_text(stats_json))
+    atomic_write(path, write or model.save)
 
 
 def stats_path_for(model_path: str | os.PathLike[str]) -> Path:
     """Where :func:`save_model` callers put the VecNormalize statistics belonging to ``model_path``."""
     model_path = Path(model_path)
     return model_path.with_name(f"{model_path.stem}_vecnormalize.pkl")
-
-
-class AtomicCheckpointCallback(CheckpointCallback):
-    """SB3's ``CheckpointCallback`` writing each checkpoint (and VecNormalize stats) atomically."""
-
-    def _on_step(self) -> bool:
-        if self.n_calls % self.save_freq == 0:
-            path = self._checkpoint_path(extension="zip")
-            save_model(self.model, path, stats_path_for(path))
-        return True
 
 
 class SaveModelCallback(BaseCallback):
@@ -76,9 +88,32 @@ class SaveModelCallback(BaseCallback):
 class TimedEvalCallback(EvalCallback):
     """``EvalCallback`` that adds up the seconds spent evaluating, so throughput can exclude them."""
 
+    # What a resumed run needs to evaluate at the same steps, on the same episodes, against the same best.
+    _STATE = (
+        "n_calls",
+        "best_mean_reward",
+        "last_mean_reward",
+        "evaluations_results",
+        "evaluations_timesteps",
+        "evaluations_length",
+        "evaluations_successes",
+        "_is_success_buffer",
+        "eval_seconds",
+        "eval_env",
+    )
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.eval_seconds = 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Counters, results so far and the evaluation env itself (its episodes' random state)."""
+        return {key: getattr(self, key) for key in self._STATE}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.eval_env.close()
+        for key in self._STATE:
+            setattr(self, key, state[key])
 
     def _on_step(self) -> bool:
         start = time.perf_counter()
@@ -130,6 +165,17 @@ class SolveTracker(BaseCallback):
             if solved is None and mean >= threshold:
                 self.solved[threshold] = (len(self.returns), timestep)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"returns": self.returns, "timesteps": self.timesteps, "solved": self.solved}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.returns, self.timesteps, self.solved = (
+            list(state["returns"]),
+            list(state["timesteps"]),
+            dict(state["solved"]),
+        )
+        self._recent = deque(self.returns[-self.window :], maxlen=self.window)
+
     def summary(self) -> dict[str, Any]:
         """Metrics for ``metrics.json``; extra thresholds also appear flat as ``solved_at_episode_<t>``."""
         recent = self.returns[-self.window :]
@@ -149,3 +195,193 @@ class SolveTracker(BaseCallback):
             **flat,
             "final_mean_return": sum(recent) / len(recent) if recent else None,
         }
+
+
+class WallClock(BaseCallback):
+    """Seconds spent in ``learn``, added up over the sessions of a resumed run.
+
+    The count restored on resume is the one saved with the checkpoint, so work lost to a kill (and
+    redone) is not counted twice.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._before = 0.0  # seconds of earlier sessions, or of this one once it ended
+        self._start: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        return self._before + (time.perf_counter() - self._start if self._start is not None else 0.0)
+
+    def _on_training_start(self) -> None:
+        self._start = time.perf_counter()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        self._before, self._start = self.seconds, None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._before = float(state["seconds"])
+
+
+class ProgressLog(BaseCallback):
+    """Plain progress lines for logs (a progress bar is for terminals): one every ``interval_s`` seconds,
+    at a rollout boundary, and one at the end. Episodes and returns come from ``tracker``."""
+
+    def __init__(self, tracker: SolveTracker, interval_s: float = PROGRESS_INTERVAL_S, file: TextIO | None = None):
+        super().__init__()
+        self.tracker = tracker
+        self.interval_s = interval_s
+        self.file = file
+        self._total = 0
+        self._session_start = (0.0, 0)  # (perf_counter, timesteps) when this session began
+        self._last_line = 0.0
+
+    def _on_training_start(self) -> None:
+        self._total = self.locals["total_timesteps"]
+        self._session_start = (time.perf_counter(), self.num_timesteps)
+        self._last_line = time.perf_counter()
+
+    def _on_rollout_start(self) -> None:
+        if time.perf_counter() - self._last_line >= self.interval_s:
+            self.print_line()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        self.print_line()
+
+    def print_line(self) -> None:
+        """``timesteps T/TOTAL (P%) | episodes E | mean return R | S SPS`` (R over the solve window)."""
+        now, timesteps = time.perf_counter(), self.model.num_timesteps
+        recent = self.tracker.returns[-self.tracker.window :]
+        mean = f"{sum(recent) / len(recent):.2f}" if recent else "-"
+        start_time, start_steps = self._session_start
+        sps = (timesteps - start_steps) / max(now - start_time, 1e-9)
+        print(
+            f"timesteps {timesteps}/{self._total} ({timesteps / max(self._total, 1):.0%}) | "
+            f"episodes {len(self.tracker.returns)} | mean return {mean} | {sps:.0f} SPS",
+            file=self.file or sys.stdout,
+            flush=True,
+        )
+        self._last_line = now
+
+
+class StopSignals:
+    """Inside the ``with`` block, SIGINT and SIGTERM only set :attr:`received`, for :class:`RunControl` to
+    checkpoint and stop at the next rollout boundary. The first one puts the previous handlers back,
+    so a second signal acts at once (e.g. a second Ctrl-C raises KeyboardInterrupt). Outside the main
+    thread, where Python cannot install handlers, signals keep their usual effect."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._restore()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
+        self._restore()
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Stop:
+    """Why :class:`RunControl` ended training before its budget, and the checkpoint to resume from."""
+
+    timestep: int
+    checkpoint: Path
+    signum: int | None = None  # set when a signal stopped the run, None when updates kept failing
+    bad_updates: int = 0  # consecutive skipped updates when the run stopped
+    skipped_updates: int = 0  # skipped updates in all
+    # For a stop on skipped updates: True when no checkpoint predates the streak, so the checkpoint was
+    # written at the stop (its parameters are still the last good ones: skipped updates change nothing).
+    saved_at_stop: bool = False
+
+
+class RunControl(BaseCallback):
+    """Checkpoints, and stops, at rollout boundaries: after an update and before the next rollout, where
+    the whole training state is in the model, the envs and the callbacks, and is small.
+
+    - Every ``every`` timesteps (0: never) it calls ``save(model)``, which writes a checkpoint and
+      returns its path; not while a streak of skipped updates is going on, so that the newest
+      checkpoint stays the last good state.
+    - After a signal caught by ``signals`` it saves and stops.
+    - After ``max_bad_updates`` consecutive skipped updates (0: never) it stops, keeping the last good
+      checkpoint (or, when there is none, saving the current state, whose parameters are those of the
+      last good update). It reads ``model.bad_update_streak`` and ``model.skipped_updates``, which an
+      agent that skips non-finite updates maintains; other agents never stop this way.
+
+    :attr:`last_good` is the newest checkpoint of a good state (a resumed run sets it to the checkpoint
+    it resumed from). After ``learn`` returns, :attr:`stop` says why training ended early, or is None
+    when the budget was reached.
+    """
+
+    def __init__(
+        self,
+        save: Callable[[BaseAlgorithm], Path],
+        every: int,
+        max_bad_updates: int,
+        signals: StopSignals,
+    ) -> None:
+        super().__init__()
+        self.save = save
+        self.every = every
+        self.max_bad_updates = max_bad_updates
+        self.signals = signals
+        self.last_good: Path | None = None
+        self.stop: Stop | None = None
+        self._next_checkpoint = 0
+
+    def _on_training_start(self) -> None:
+        self._next_checkpoint = self._next_multiple(self.num_timesteps)
+
+    def _next_multiple(self, timestep: int) -> int:
+        # Multiples of `every` strictly after `timestep`: a resumed run checkpoints where the
+        # uninterrupted one would have.
+        return (timestep // self.every + 1) * self.every if self.every else 0
+
+    def _on_rollout_start(self) -> None:
+        self._at_boundary(final=False)
+
+    def _on_step(self) -> bool:
+        return self.stop is None
+
+    def _on_training_end(self) -> None:
+        if self.stop is None:  # after a stop the state has moved past the boundary where we stopped
+            self._at_boundary(final=True)
+
+    def _at_boundary(self, *, final: bool) -> None:
+        timestep = self.model.num_timesteps
+        streak = getattr(self.model, "bad_update_streak", 0)
+        if self.max_bad_updates and streak >= self.max_bad_updates:
+            self.stop = Stop(
+                timestep,
+                self.last_good or self.save(self.model),
+                bad_updates=streak,
+                skipped_updates=getattr(self.model, "skipped_updates", streak),
+                saved_at_stop=self.last_good is None,
+            )
+        elif self.signals.received is not None and not final:  # at the end, finishing is quicker
+            self.stop = Stop(timestep, self.save(self.model), signum=self.signals.received)
+        elif self.every and timestep >= self._next_checkpoint and streak == 0:
+            self.last_good = self.save(self.model)
+            self._next_checkpoint = self._next_multiple(timestep)

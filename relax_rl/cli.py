@@ -1,18 +1,23 @@
 """Command line: ``train`` and ``evaluate`` (``python train.py``, ``python evaluate.py``, ``python -m relax_rl.cli``).
 
-Bad input (unknown env, algorithm or config key, unusable model file, existing run directory, ...)
-ends with a one-line message on stderr and exit status 2, never a traceback.
+Bad input (unknown env, algorithm or config key, unusable model file, existing run directory, nothing
+to resume, ...) ends with a one-line message on stderr and exit status 2, never a traceback. A run
+stopped early says how on one line too: 130 (SIGINT) or 143 (SIGTERM) after writing a checkpoint, 3
+after too many consecutive skipped updates.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
+import signal
 import sys
-import time
+import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -27,20 +32,37 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from tqdm import TqdmExperimentalWarning
 
 from relax_rl.callbacks import (
-    AtomicCheckpointCallback,
+    ProgressLog,
+    RunControl,
     SaveModelCallback,
     SolveTracker,
+    Stop,
+    StopSignals,
     TimedEvalCallback,
+    WallClock,
     atomic_write,
     save_model,
     stats_path_for,
 )
+from relax_rl.checkpoint import (
+    CHECKPOINT_DIR,
+    Checkpointer,
+    CheckpointError,
+    Resumable,
+    list_checkpoints,
+    load_checkpoint,
+    read_meta,
+)
 from relax_rl.config import ALGOS, ConfigError, RunConfig, load_algo_class, parse_overrides, resolve_config
 from relax_rl.envs import UnknownEnvError, get_spec, make_vec_env
+from relax_rl.errors import first_line
+from relax_rl.safe_load import UnsafeModelError, load_model_safely, load_normalization
 
 EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3  # stopped after too many consecutive skipped updates; a signal exits with 128 + its number
 # Thresholds reported besides gymnasium's reward_threshold: the RELAX paper solved CartPole at 195.
 EXTRA_THRESHOLDS: dict[str, tuple[float, ...]] = {"CartPole-v1": (195.0,)}
 # Evaluation envs get seeds far from the training envs' seed..seed+n_envs-1.
@@ -75,6 +97,22 @@ def run_guarded(command: Callable[[Sequence[str] | None], int], argv: Sequence[s
 
 # --------------------------------------------------------------------------------------------- train
 
+# Options that define a run: --resume takes them from the run directory instead.
+RUN_OPTIONS = (
+    "algo",
+    "env",
+    "seed",
+    "total_timesteps",
+    "n_envs",
+    "config",
+    "hyperparams",
+    "log_dir",
+    "run_dir",
+    "eval_freq",
+    "checkpoint_freq",
+    "max_bad_updates",
+)
+
 
 def _train_parser() -> argparse.ArgumentParser:
     parser = CLIParser(prog="train.py", description="Train an agent; every artifact goes into one run directory.")
@@ -88,10 +126,30 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hyperparams", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
     parser.add_argument("--log-dir", type=Path, default=Path("runs"))
     parser.add_argument("--run-dir", type=Path, help="default: <log-dir>/<algo>/<env>_s<seed>")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar")
-    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run (not supported yet)")
-    parser.add_argument("--eval-freq", type=int, default=10_000, help="timesteps between evaluations; 0: off")
-    parser.add_argument("--checkpoint-freq", type=int, default=100_000, help="timesteps between checkpoints; 0: off")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="a progress bar (default on a terminal); without it, a plain progress line every 30 s",
+    )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its newest usable checkpoint, with the settings in its config.yml "
+        "(only --device, --threads and --progress may be given with it)",
+    )
+    parser.add_argument("--eval-freq", type=int, help="timesteps between evaluations; 0: off (default 10000)")
+    parser.add_argument(
+        "--checkpoint-freq",
+        type=int,
+        help="timesteps between checkpoints, taken at the first update boundary after each multiple; 0: off "
+        "(default 100000); SIGINT and SIGTERM always write one",
+    )
+    parser.add_argument(
+        "--max-bad-updates",
+        type=int,
+        help="stop after K consecutive updates skipped for a non-finite loss or gradient; 0: never (default 10)",
+    )
     _add_threads_argument(parser)
     return parser
 
@@ -101,13 +159,13 @@ def _add_threads_argument(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=1,
-        help="torch CPU threads (default 1: small policies run fastest single-threaded, and parallel runs "
-        "do not oversubscribe the cores); 0 keeps torch's default",
+        help="torch CPU threads (default 1: small policies run fastest single-threaded, parallel runs "
+        "do not oversubscribe the cores, and results are reproducible); 0 keeps torch's default",
     )
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
+def torch_threads(n: int) -> Iterator[None]:
     """Use ``n`` torch CPU threads inside the block (0: unchanged); restored after, for in-process callers."""
     previous = torch.get_num_threads()
     if n > 0:
@@ -123,27 +181,65 @@ def default_run_dir(log_dir: Path, algo: str, env_id: str, seed: int) -> Path:
     return log_dir / algo / f"{env_id.replace('/', '-')}_s{seed}"
 
 
+class TrainingStopped(Exception):
+    """Training ended before its budget (a signal, or too many skipped updates); a checkpoint was kept.
+
+    ``str()`` is the one-line message for the user, ``exit_code`` the CLI's exit status.
+    """
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def train_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``train.py``; returns the exit status."""
     return run_guarded(_train, argv)
 
 
 def _train(argv: Sequence[str] | None) -> int:
-    args = _train_parser().parse_args(argv)
-    if args.resume is not None:
-        raise CLIError("--resume is not supported yet")
+    parser = _train_parser()
+    args = parser.parse_args(argv)
     for flag, minimum in (
         ("total_timesteps", 1),
         ("n_envs", 1),
         ("eval_freq", 0),
         ("checkpoint_freq", 0),
+        ("max_bad_updates", 0),
         ("threads", 0),
     ):
         value = getattr(args, flag)
         if value is not None and value < minimum:
             raise CLIError(f"--{flag.replace('_', '-')} must be >= {minimum}")
+    progress = sys.stdout.isatty() if args.progress is None else args.progress
+    run_dir = args.resume or args.run_dir or default_run_dir(args.log_dir, args.algo, args.env, args.seed)
+    try:
+        with torch_threads(args.threads):
+            if args.resume is not None:
+                metrics = _resume_from_args(parser, args, progress)
+            else:
+                metrics = run_training(_config_from_args(args), run_dir, progress=progress)
+    except TrainingStopped as stop:
+        print(stop, file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+        print("interrupted; quit without writing a checkpoint", file=sys.stderr)
+        return 128 + signal.SIGINT
+    print(format_summary(metrics, run_dir))
+    return 0
+
+
+def _resume_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, progress: bool) -> dict[str, Any]:
+    given = [key.replace("_", "-") for key in RUN_OPTIONS if getattr(args, key) != parser.get_default(key)]
+    if given:
+        raise CLIError(f"--resume continues {args.resume} with the settings in its {CONFIG_FILE}; drop --{given[0]}")
+    device = None if args.device == parser.get_default("device") else args.device
+    return resume_training(args.resume, progress=progress, device=device)
+
+
+def _config_from_args(args: argparse.Namespace) -> RunConfig:
     get_spec(args.env)  # an unknown id fails here, before anything is written
-    config = resolve_config(
+    return resolve_config(
         args.algo,
         args.env,
         args.seed,
@@ -152,61 +248,188 @@ def _train(argv: Sequence[str] | None) -> int:
         n_envs=args.n_envs,
         total_timesteps=args.total_timesteps,
         device=args.device,
+        eval_freq=args.eval_freq,
+        checkpoint_freq=args.checkpoint_freq,
+        max_bad_updates=args.max_bad_updates,
     )
-    run_dir = args.run_dir or default_run_dir(args.log_dir, args.algo, args.env, args.seed)
-    with _torch_threads(args.threads):
-        metrics = run_training(
-            config, run_dir, progress=args.progress, eval_freq=args.eval_freq, checkpoint_freq=args.checkpoint_freq
-        )
-    print(format_summary(metrics, run_dir))
-    return 0
 
 
-def run_training(
-    config: RunConfig,
-    run_dir: str | Path,
-    *,
-    progress: bool = False,
-    eval_freq: int = 10_000,
-    checkpoint_freq: int = 100_000,
-) -> dict[str, Any]:
+def run_training(config: RunConfig, run_dir: str | Path, *, progress: bool = False) -> dict[str, Any]:
     """Train one run described by ``config`` into the new directory ``run_dir``; return its metrics.
 
-    ``eval_freq`` and ``checkpoint_freq`` are in timesteps (0 turns them off). Raises CLIError if
-    ``run_dir`` exists or the algorithm cannot be built for the env.
+    ``progress``: SB3's progress bar, else a plain progress line every 30 s. Raises CLIError if
+    ``run_dir`` exists or cannot be created, or the algorithm cannot be built for the env, and
+    :class:`TrainingStopped` when training ends early (see :class:`relax_rl.callbacks.RunControl`).
     """
     run_dir = Path(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=False)
     except FileExistsError:
         raise CLIError(f"run directory {run_dir} already exists; pick another --seed/--log-dir or remove it") from None
+    except OSError as err:
+        raise CLIError(f"cannot create run directory {run_dir}: {err.strerror}") from None
     try:
+        _check_writable(run_dir)
         (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         model = _make_model(config, _make_env(config, run_dir, training=True), run_dir)
-        tracker, evaluator, callbacks = _make_callbacks(config, run_dir, eval_freq, checkpoint_freq)
+        session = _Session.create(config, run_dir)
     except BaseException:
         # We created this directory an instant ago (exist_ok=False), so it holds nothing but our own
         # partial setup; leaving it would block the corrected command with "already exists".
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    return _learn(model, config, run_dir, session, progress=progress, resumed=False)
 
-    start = time.perf_counter()
-    model.learn(config.total_timesteps, callback=callbacks, progress_bar=progress, tb_log_name="tensorboard")
-    wall_s = time.perf_counter() - start
-    save_model(model, run_dir / FINAL_MODEL, run_dir / VECNORMALIZE_FILE)
+
+def resume_training(run_dir: str | Path, *, progress: bool = False, device: str | None = None) -> dict[str, Any]:
+    """Continue the run in ``run_dir`` from its newest usable checkpoint to the end of its budget.
+
+    On CPU the result is bit for bit the one the run would have had without the interruption (see the
+    README). An unusable newest checkpoint (truncated, corrupt) is skipped, with a warning, for the one
+    before it. ``device`` overrides the run's. A finished run is left as it is. Raises CLIError when
+    there is nothing to resume from, and :class:`TrainingStopped` as :func:`run_training` does.
+    """
+    run_dir = Path(run_dir)
+    config = _read_run_config(run_dir)
+    if device is not None:
+        config = dataclasses.replace(config, device=device)
+    if (run_dir / METRICS_FILE).is_file():
+        print(f"{run_dir} finished already; nothing to resume")
+        return json.loads((run_dir / METRICS_FILE).read_text())
+    _check_writable(run_dir)
+    for leftover in run_dir.rglob(".*.tmp-*"):  # atomic writes cut short by the kill
+        leftover.unlink()
+    session = _Session.create(config, run_dir)
+    model, checkpoint = _load_newest_checkpoint(config, run_dir, session)
+    if getattr(model, "bad_update_streak", 0) == 0:
+        session.control.last_good = checkpoint
+    model.tensorboard_log = str(run_dir)  # the directory may have moved since
+    print(f"resuming {run_dir} from {checkpoint.name} (timestep {model.num_timesteps} of {config.total_timesteps})")
+    return _learn(model, config, run_dir, session, progress=progress, resumed=True)
+
+
+def _read_run_config(run_dir: Path) -> RunConfig:
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise CLIError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
+    try:
+        return RunConfig.from_dict(yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, TypeError, ConfigError) as err:
+        raise CLIError(f"{path} is not a run config: {first_line(err)}") from None
+
+
+def _check_writable(directory: Path) -> None:
+    """Fail now, not at the first checkpoint hours later, when ``directory`` cannot be written to."""
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        raise CLIError(f"run directory {directory} is not writable: {err.strerror}") from None
+
+
+def _load_newest_checkpoint(config: RunConfig, run_dir: Path, session: _Session) -> tuple[BaseAlgorithm, Path]:
+    """Load the newest checkpoint that works, warning about the newer ones that did not."""
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        raise CLIError(
+            f"{run_dir} has no checkpoint to resume from (none in {run_dir / CHECKPOINT_DIR}); "
+            "remove it and train again"
+        )
+    algo_cls = load_algo_class(config.algo)
+    failures: list[str] = []
+    for path in checkpoints:
+        try:
+            _check_same_run(read_meta(path), detect_algo(read_model_data(path)), config, path)
+            model = load_checkpoint(path, algo_cls, run_dir, config.device, session.parts)
+        except CheckpointError as err:
+            failures.append(str(err))
+            continue
+        for failure in failures:  # printed only now: when nothing loads, the error is one line
+            print(f"warning: skipped {failure}", file=sys.stderr)
+        return model, path
+    older = f" (and {len(failures) - 1} older unusable)" if len(failures) > 1 else ""
+    raise CLIError(f"no usable checkpoint: {failures[0]}{older}")
+
+
+def _check_same_run(meta: Mapping[str, Any], saved_algo: str, config: RunConfig, path: Path) -> None:
+    """Refuse a checkpoint that another run (algorithm, env or seed) wrote."""
+    theirs = (meta.get("algo"), saved_algo, meta.get("env"), meta.get("seed"))
+    if theirs != (config.algo, config.algo, config.env, config.seed):
+        raise CLIError(
+            f"{path} belongs to another run ({meta.get('algo')}, saved by {saved_algo}, on {meta.get('env')}, "
+            f"seed {meta.get('seed')}) than its run directory's {CONFIG_FILE} ({config.algo} on {config.env}, "
+            f"seed {config.seed}); refusing to resume"
+        )
+
+
+@dataclasses.dataclass
+class _Session:
+    """The callbacks of one training session; ``parts`` are those whose state checkpoints carry."""
+
+    tracker: SolveTracker
+    evaluator: TimedEvalCallback | None
+    clock: WallClock
+    control: RunControl
+    parts: dict[str, Resumable]
+
+    @classmethod
+    def create(cls, config: RunConfig, run_dir: Path) -> _Session:
+        tracker = SolveTracker(get_spec(config.env).reward_threshold, EXTRA_THRESHOLDS.get(config.env, ()))
+        clock = WallClock()
+        evaluator = None
+        if config.eval_freq:
+            evaluator = TimedEvalCallback(
+                _make_env(config, run_dir, training=False),
+                callback_on_new_best=SaveModelCallback(run_dir / BEST_MODEL),
+                n_eval_episodes=N_EVAL_EPISODES,
+                eval_freq=max(config.eval_freq // config.n_envs, 1),  # SB3 counts vec-env steps
+                log_path=str(run_dir),
+                verbose=0,
+            )
+        parts: dict[str, Resumable] = {"tracker": tracker, "clock": clock}
+        if evaluator is not None:
+            parts["evaluator"] = evaluator
+        checkpointer = Checkpointer(run_dir, {"algo": config.algo, "env": config.env, "seed": config.seed}, parts)
+        control = RunControl(checkpointer.save, config.checkpoint_freq, config.max_bad_updates, StopSignals())
+        return cls(tracker, evaluator, clock, control, parts)
+
+    def callbacks(self, progress: bool) -> list[BaseCallback]:
+        """In order: the clock starts first; progress lines, when there is no bar, come last."""
+        evaluator = [] if self.evaluator is None else [self.evaluator]
+        return [self.clock, self.tracker, *evaluator, self.control, *([] if progress else [ProgressLog(self.tracker)])]
+
+
+def _learn(
+    model: BaseAlgorithm, config: RunConfig, run_dir: Path, session: _Session, *, progress: bool, resumed: bool
+) -> dict[str, Any]:
+    """Train to the end of the budget; then save the final model and write and return the metrics."""
+    # A resumed run asks for the rest of its budget without resetting the counters: SB3 then sets the
+    # total back to the full budget, so learning-rate schedules continue where they were.
+    with session.control.signals, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=TqdmExperimentalWarning)  # SB3's bar uses tqdm.rich
+        model.learn(
+            config.total_timesteps - model.num_timesteps,
+            callback=session.callbacks(progress),
+            progress_bar=progress,
+            tb_log_name="tensorboard",
+            reset_num_timesteps=not resumed,
+        )
     model.get_env().close()
-    eval_s = 0.0
-    if evaluator is not None:
-        evaluator.eval_env.close()
-        eval_s = evaluator.eval_seconds
-
+    if session.evaluator is not None:
+        session.evaluator.eval_env.close()
+    stop = session.control.stop
+    if stop is not None:
+        raise TrainingStopped(*_stop_message(stop, run_dir))
+    save_model(model, run_dir / FINAL_MODEL, run_dir / VECNORMALIZE_FILE)
+    wall_s = session.clock.seconds
+    eval_s = 0.0 if session.evaluator is None else session.evaluator.eval_seconds
     metrics = {
         "algo": config.algo,
         "env": config.env,
         "seed": config.seed,
         "n_envs": config.n_envs,
         "timesteps": model.num_timesteps,
-        **tracker.summary(),
+        **session.tracker.summary(),
         # Evaluation time grows with the policy's episode length; leaving it out keeps SPS a measure
         # of training throughput that is comparable between algorithms.
         "sps": model.num_timesteps / max(wall_s - eval_s, 1e-9),
@@ -218,28 +441,25 @@ def run_training(
     return metrics
 
 
-def _make_callbacks(
-    config: RunConfig, run_dir: Path, eval_freq: int, checkpoint_freq: int
-) -> tuple[SolveTracker, TimedEvalCallback | None, list[BaseCallback]]:
-    """Solve tracking, plus checkpoints and evaluation (best_model.zip) when their period is not 0."""
-    tracker = SolveTracker(get_spec(config.env).reward_threshold, EXTRA_THRESHOLDS.get(config.env, ()))
-    callbacks: list[BaseCallback] = [tracker]
-    # SB3 callbacks count vec-env steps, each worth n_envs timesteps.
-    if checkpoint_freq:
-        save_freq = max(checkpoint_freq // config.n_envs, 1)
-        callbacks.append(AtomicCheckpointCallback(save_freq, str(run_dir / "checkpoints")))
-    evaluator = None
-    if eval_freq:
-        evaluator = TimedEvalCallback(
-            _make_env(config, run_dir, training=False),
-            callback_on_new_best=SaveModelCallback(run_dir / BEST_MODEL),
-            n_eval_episodes=N_EVAL_EPISODES,
-            eval_freq=max(eval_freq // config.n_envs, 1),
-            log_path=str(run_dir),
-            verbose=0,
+def _stop_message(stop: Stop, run_dir: Path) -> tuple[str, int]:
+    """The one-line message and exit status of an early stop."""
+    if stop.signum is not None:
+        name = signal.Signals(stop.signum).name
+        return (
+            f"interrupted by {name} at timestep {stop.timestep}; checkpoint: {stop.checkpoint}; "
+            f"resume with: python train.py --resume {run_dir}",
+            128 + stop.signum,  # the shell's convention for "killed by this signal"
         )
-        callbacks.append(evaluator)
-    return tracker, evaluator, callbacks
+    kept = (
+        "no checkpoint predates the streak, so saved the current state (its parameters are the last good ones)"
+        if stop.saved_at_stop
+        else "last good checkpoint"
+    )
+    return (
+        f"error: stopped at timestep {stop.timestep}: {stop.bad_updates} consecutive updates were skipped for a "
+        f"non-finite loss or gradient ({stop.skipped_updates} skipped in all); {kept}: {stop.checkpoint}",
+        EXIT_DIVERGED,
+    )
 
 
 def _make_env(config: RunConfig, run_dir: Path, *, training: bool) -> VecEnv:
@@ -252,7 +472,7 @@ def _make_env(config: RunConfig, run_dir: Path, *, training: bool) -> VecEnv:
         else:
             env = make_vec_env(config.env, 1, config.seed + EVAL_SEED_OFFSET, frame_stack=config.frame_stack)
     except gym.error.Error as err:
-        raise CLIError(f"cannot create {config.env}: {_first_line(err)}") from None
+        raise CLIError(f"cannot create {config.env}: {first_line(err)}") from None
     normalize = config.normalize_kwargs()
     if normalize is None:
         return env
@@ -262,7 +482,7 @@ def _make_env(config: RunConfig, run_dir: Path, *, training: bool) -> VecEnv:
     try:
         return VecNormalize(env, **normalize)
     except TypeError as err:
-        raise CLIError(f"normalize: {_first_line(err)}") from None
+        raise CLIError(f"normalize: {first_line(err)}") from None
 
 
 def _make_model(config: RunConfig, env: VecEnv, run_dir: Path) -> BaseAlgorithm:
@@ -274,7 +494,7 @@ def _make_model(config: RunConfig, env: VecEnv, run_dir: Path) -> BaseAlgorithm:
         )
     except (AssertionError, ValueError, NotImplementedError, KeyError) as err:
         # SB3 asserts on unsupported spaces and raises ValueError/KeyError for unknown policies.
-        raise CLIError(f"{config.algo} cannot train on {config.env}: {_first_line(err)}") from None
+        raise CLIError(f"{config.algo} cannot train on {config.env}: {first_line(err)}") from None
 
 
 SCHEDULE_KEYS = ("learning_rate", "cv_learning_rate")
@@ -339,6 +559,12 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--unsafe-load",
+        action="store_true",
+        help="load with SB3's loader, which unpickles the file: a crafted file can run arbitrary code; "
+        "only for files you trust (default: read only JSON and tensors)",
+    )
     _add_threads_argument(parser)
     return parser
 
@@ -360,9 +586,18 @@ def _evaluate(argv: Sequence[str] | None) -> int:
     if env_id is None:
         raise CLIError(f"no --env given and no {CONFIG_FILE} next to {args.model}")
     frame_stack = run_config.frame_stack if run_config else None
-    with _stdout_to_stderr() if args.json else contextlib.nullcontext(), _torch_threads(args.threads):
+    with _stdout_to_stderr() if args.json else contextlib.nullcontext(), torch_threads(args.threads):
         result = evaluate_model(
-            args.model, algo, env_id, args.episodes, args.deterministic, args.seed, frame_stack, args.video, args.device
+            args.model,
+            algo,
+            env_id,
+            args.episodes,
+            args.deterministic,
+            args.seed,
+            frame_stack,
+            args.video,
+            args.device,
+            unsafe_load=args.unsafe_load,
         )
     if args.json:
         print(json.dumps(result))
@@ -384,24 +619,24 @@ def evaluate_model(
     frame_stack: int | None = None,
     video_dir: Path | None = None,
     device: str = "auto",
+    *,
+    unsafe_load: bool = False,
 ) -> dict[str, Any]:
-    """Run ``episodes`` episodes of the saved model; VecNormalize statistics beside it are reused."""
+    """Run ``episodes`` episodes of the saved model; VecNormalize statistics beside it are reused.
+
+    The model and statistics are read from JSON and tensors only (:mod:`relax_rl.safe_load`), unless
+    ``unsafe_load``: then SB3's loaders unpickle them, which runs any code a crafted file carries.
+    """
     try:
         env = make_vec_env(env_id, 1, seed, frame_stack=frame_stack, video_dir=video_dir)
     except gym.error.Error as err:
-        raise CLIError(f"cannot create {env_id}: {_first_line(err)}") from None
+        raise CLIError(f"cannot create {env_id}: {first_line(err)}") from None
+    algo_cls = load_algo_class(algo)
     stats = next((p for p in (stats_path_for(model_path), model_path.with_name(VECNORMALIZE_FILE)) if p.exists()), None)
-    if stats is not None:
-        try:
-            env = VecNormalize.load(str(stats), env)
-        except (AssertionError, ValueError) as err:  # SB3 asserts that the spaces' shapes agree
-            raise CLIError(f"{stats} does not fit {env_id}: {_first_line(err)}") from None
-        env.training, env.norm_reward = False, False  # frozen statistics, raw returns
-    try:
-        model = load_algo_class(algo).load(model_path, env=env, device=device)
-    except (ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as err:
-        # ValueError: spaces differ from the env's; the others: damaged archive contents.
-        raise CLIError(f"cannot load {model_path} for {env_id}: {_first_line(err)}") from None
+    if unsafe_load:
+        model, env = _load_unpickling(model_path, algo_cls, env, env_id, stats, device)
+    else:
+        model, env = _load_safely(model_path, algo_cls, env, stats, device)
     returns, lengths = evaluate_policy(
         model, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True
     )
@@ -418,6 +653,36 @@ def evaluate_model(
         "deterministic": deterministic,
         "seed": seed,
     }
+
+
+def _load_safely(
+    model_path: Path, algo_cls: type[BaseAlgorithm], env: VecEnv, stats: Path | None, device: str
+) -> tuple[BaseAlgorithm, VecEnv]:
+    hint = "pass --unsafe-load only if you trust the file"
+    try:
+        if stats is not None:
+            if not stats.with_suffix(".json").is_file():
+                raise CLIError(f"the normalisation statistics {stats} exist only as a pickle; {hint}")
+            env = load_normalization(stats.with_suffix(".json"), env)
+        return load_model_safely(model_path, algo_cls, env, device=device), env
+    except UnsafeModelError as err:
+        raise CLIError(f"cannot load {model_path} safely: {err}; {hint}") from None
+
+
+def _load_unpickling(
+    model_path: Path, algo_cls: type[BaseAlgorithm], env: VecEnv, env_id: str, stats: Path | None, device: str
+) -> tuple[BaseAlgorithm, VecEnv]:
+    if stats is not None:
+        try:
+            env = VecNormalize.load(str(stats), env)
+        except (AssertionError, ValueError) as err:  # SB3 asserts that the spaces' shapes agree
+            raise CLIError(f"{stats} does not fit {env_id}: {first_line(err)}") from None
+        env.training, env.norm_reward = False, False  # frozen statistics, raw returns
+    try:
+        return algo_cls.load(model_path, env=env, device=device), env
+    except (ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as err:
+        # ValueError: spaces differ from the env's; the others: damaged archive contents.
+        raise CLIError(f"cannot load {model_path} for {env_id}: {first_line(err)}") from None
 
 
 def read_model_data(path: Path) -> dict[str, Any]:
@@ -457,12 +722,8 @@ def detect_algo(data: Mapping[str, Any]) -> str:
 def _find_run_config(model_path: Path) -> RunConfig | None:
     """config.yml of the run the model belongs to (next to it, or one up for checkpoints/)."""
     for directory in (model_path.parent, model_path.parent.parent):
-        path = directory / CONFIG_FILE
-        if path.is_file():
-            try:
-                return RunConfig.from_dict(yaml.safe_load(path.read_text()))
-            except (yaml.YAMLError, TypeError, ConfigError) as err:
-                raise CLIError(f"{path} is not a run config: {_first_line(err)}") from None
+        if (directory / CONFIG_FILE).is_file():
+            return _read_run_config(directory)
     return None
 
 
@@ -479,11 +740,6 @@ def _stdout_to_stderr() -> Iterator[None]:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 # -------------------------------------------------------------------------------------------- main

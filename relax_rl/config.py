@@ -20,8 +20,19 @@ import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_SECTION = "default"
-# Keys that configure the run rather than the algorithm's constructor.
-ZOO_KEYS = frozenset({"n_envs", "n_timesteps", "policy", "normalize", "frame_stack", "policy_kwargs"})
+# Keys that configure the run rather than the algorithm's constructor: how it is built, and how often
+# it is evaluated and checkpointed and after how many consecutive skipped updates it stops.
+RUN_KEYS = (
+    "n_envs",
+    "n_timesteps",
+    "policy",
+    "normalize",
+    "frame_stack",
+    "eval_freq",
+    "checkpoint_freq",
+    "max_bad_updates",
+)
+ZOO_KEYS = frozenset({*RUN_KEYS, "policy_kwargs"})
 # Constructor keywords the command line owns; a config file setting them would be silently overridden.
 CLI_OWNED = {"env": "--env", "seed": "--seed", "device": "--device", "tensorboard_log": "--log-dir"}
 _NOT_CONFIGURABLE = frozenset({"self", "_init_setup_model"})
@@ -144,6 +155,9 @@ class RunConfig:
     normalize: bool | dict[str, Any] = False
     frame_stack: int | None = None
     device: str = "auto"
+    eval_freq: int = 10_000  # timesteps between evaluations; 0: none
+    checkpoint_freq: int = 100_000  # timesteps between checkpoints; 0: none (SIGINT/SIGTERM still write one)
+    max_bad_updates: int = 10  # consecutive skipped (non-finite) updates before the run stops; 0: never
     # Constructor keywords of the algorithm (policy_kwargs included), exactly as configured.
     algo_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -177,8 +191,14 @@ def resolve_config(
     n_envs: int | None = None,
     total_timesteps: int | None = None,
     device: str = "auto",
+    eval_freq: int | None = None,
+    checkpoint_freq: int | None = None,
+    max_bad_updates: int | None = None,
 ) -> RunConfig:
-    """Merge file section, ``--hyperparams`` overrides and explicit flags (in that order) into a RunConfig."""
+    """Merge file section, ``--hyperparams`` overrides and explicit flags (in that order) into a RunConfig.
+
+    Flags left at ``None`` come from the file, else from :class:`RunConfig`'s defaults.
+    """
     algo_cls = load_algo_class(algo)
     path = Path(config_file) if config_file is not None else default_config_file(algo)
     section = read_section(path, env_id)
@@ -186,11 +206,15 @@ def resolve_config(
     overrides = dict(overrides or {})
     validate_keys(overrides, algo_cls, algo, "--hyperparams")
     merged = {**section, **overrides}
-    if n_envs is not None:
-        merged["n_envs"] = n_envs
-    if total_timesteps is not None:
-        merged["n_timesteps"] = total_timesteps
-    run_keys = {key: merged.pop(key, None) for key in ("n_envs", "n_timesteps", "policy", "normalize", "frame_stack")}
+    flags = {
+        "n_envs": n_envs,
+        "n_timesteps": total_timesteps,
+        "eval_freq": eval_freq,
+        "checkpoint_freq": checkpoint_freq,
+        "max_bad_updates": max_bad_updates,
+    }
+    merged.update({key: value for key, value in flags.items() if value is not None})
+    run_keys = {key: merged.pop(key, None) for key in RUN_KEYS}
     for key in ("n_envs", "n_timesteps", "policy"):
         if run_keys[key] is None:
             raise ConfigError(f"{path}: no {key!r} for {env_id} (set it in 'default' or the env's section)")
@@ -198,26 +222,33 @@ def resolve_config(
         raise ConfigError(
             f"normalize must be true, false or a dict of VecNormalize arguments, not {run_keys['normalize']!r}"
         )
+    periods = {
+        key: _whole_number(key, run_keys[key], minimum=0)
+        for key in ("eval_freq", "checkpoint_freq", "max_bad_updates")
+        if run_keys[key] is not None
+    }
     return RunConfig(
         algo=algo,
         env=env_id,
         seed=seed,
-        total_timesteps=_positive_int("n_timesteps", run_keys["n_timesteps"]),
-        n_envs=_positive_int("n_envs", run_keys["n_envs"]),
+        total_timesteps=_whole_number("n_timesteps", run_keys["n_timesteps"]),
+        n_envs=_whole_number("n_envs", run_keys["n_envs"]),
         policy=str(run_keys["policy"]),
         normalize=run_keys["normalize"] or False,
-        frame_stack=None if run_keys["frame_stack"] is None else _positive_int("frame_stack", run_keys["frame_stack"]),
+        frame_stack=None if run_keys["frame_stack"] is None else _whole_number("frame_stack", run_keys["frame_stack"]),
         device=device,
         algo_kwargs=merged,
+        **periods,
     )
 
 
-def _positive_int(key: str, value: Any) -> int:
+def _whole_number(key: str, value: Any, minimum: int = 1) -> int:
     # Zoo files write budgets as 1e6; accept any float that is a whole number.
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = float("nan")
-    if not (number >= 1 and number.is_integer()):
-        raise ConfigError(f"{key} must be a positive integer, not {value!r}")
+    if not (number >= minimum and number.is_integer()):
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{key} must be {kind}, not {value!r}")
     return int(number)

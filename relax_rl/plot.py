@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -64,13 +65,16 @@ def bootstrap_interval(
     """
     runs = np.asarray(runs, dtype=float)
     point = np.asarray(statistic(runs))
-    _, intervals = rly.get_interval_estimates(
-        {"runs": runs},
-        lambda scores: np.atleast_1d(statistic(scores)),  # rliable's bootstrap wants a vector
-        reps=reps,
-        confidence_interval_size=confidence,
-        random_state=np.random.RandomState(seed),
-    )
+    with warnings.catch_warnings():
+        # rliable seeds arch's bootstrap with a RandomState, which arch 7 deprecates; there is no other way.
+        warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)
+        _, intervals = rly.get_interval_estimates(
+            {"runs": runs},
+            lambda scores: np.atleast_1d(statistic(scores)),  # rliable's bootstrap wants a vector
+            reps=reps,
+            confidence_interval_size=confidence,
+            random_state=np.random.RandomState(seed),
+        )
     low, high = intervals["runs"]
     return point, low.reshape(point.shape), high.reshape(point.shape)
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,8 +100,25 @@ def test_normalized_run_saves_and_reuses_statistics(tmp_path, capsys):
     args = ["--algo", "a2c", "--log-dir", str(tmp_path), *TINY, "--hyperparams", "normalize={norm_reward: false}"]
     assert train_main(args) == 0
     run_dir = tmp_path / "a2c" / "CartPole-v1_s0"
-    assert (run_dir / "vecnormalize.pkl").is_file() and (run_dir / "best_model_vecnormalize.pkl").is_file()
-    assert evaluate_main(["--model", str(run_dir / "final_model.zip"), "--episodes", "1"]) == 0
+    for name in ("vecnormalize", "best_model_vecnormalize"):  # SB3's pickle, and JSON for the safe loader
+        assert (run_dir / f"{name}.pkl").is_file() and (run_dir / f"{name}.json").is_file()
+    evaluate = ["--model", str(run_dir / "final_model.zip"), "--episodes", "1"]
+    assert evaluate_main(evaluate) == 0
+    (run_dir / "vecnormalize.json").unlink()
+    capsys.readouterr()
+    assert evaluate_main(evaluate) == 2
+    assert "exist only as a pickle; pass --unsafe-load only if you trust" in _one_line_error(capsys.readouterr().err)
+    assert evaluate_main([*evaluate, "--unsafe-load"]) == 0
+
+
+def test_progress_lines_when_not_on_a_terminal_and_a_bar_on_request(tmp_path, capsys):
+    args = ["--algo", "a2c", *TINY, "--eval-freq", "0", "--checkpoint-freq", "0"]
+    assert train_main([*args, "--run-dir", str(tmp_path / "lines")]) == 0  # capsys's stdout is no terminal
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("timesteps ")]
+    assert len(lines) == 1  # the final one: a tiny run ends before the first 30 s are up
+    assert re.fullmatch(r"timesteps 400/400 \(100%\) \| episodes \d+ \| mean return [\d.]+ \| \d+ SPS", lines[0])
+    assert train_main([*args, "--run-dir", str(tmp_path / "bar"), "--progress"]) == 0
+    assert "timesteps 400/400" not in capsys.readouterr().out
 
 
 def _run_script(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -159,18 +177,22 @@ gym.register("relax-rl-test/TupleActions-v0", entry_point=_TupleActions, max_epi
         (["--env", "relax-rl-test/TupleActions-v0"], "cannot train on relax-rl-test/TupleActions-v0"),
         (["--hyperparams", "learning_rat=0.1"], "'learning_rat'"),
         (["--hyperparams", "gamma"], "key=value"),
-        (["--resume", "runs/x"], "not supported yet"),
+        (["--resume", "runs/x"], "--resume continues runs/x with the settings in its config.yml; drop --"),
         (["--total-timesteps", "0"], "--total-timesteps must be >= 1"),
         (["--hyperparams", "learning_rate=fast"], "neither a number nor lin_<number>"),
+        (["--max-bad-updates", "-1"], "--max-bad-updates must be >= 0"),
+        (["--hyperparams", "checkpoint_freq=-5"], "checkpoint_freq must be an integer >= 0, not -5"),
     ],
     ids=[
         "unknown-env",
         "unsupported-action-space",
         "config-typo",
         "malformed-override",
-        "resume",
+        "resume-with-run-options",
         "bad-budget",
         "bad-schedule",
+        "bad-max-bad-updates",
+        "bad-checkpoint-freq-key",
     ],
 )
 def test_train_bad_input_exits_2_with_one_line(algo, args, expected, tmp_path, capsys):

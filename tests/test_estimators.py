@@ -12,7 +12,9 @@ from stats import N_SE, assert_unbiased, per_sample_gradients, z_scores
 from relax_rl.estimators import (
     BernoulliRelaxation,
     CategoricalRelaxation,
+    FactorisedControlVariate,
     GaussianReparam,
+    LinearControlVariate,
     MLPControlVariate,
     MultiCategoricalRelaxation,
     RebarControlVariate,
@@ -34,7 +36,7 @@ def random_mlp_cv(relaxation, z_dim: int, seed: int = 1) -> MLPControlVariate:
     cv = MLPControlVariate(relaxation, z_dim, hidden=(32,), temperature=0.7)
     with torch.no_grad():
         for p in cv.net.parameters():
-            p.mul_(3.0)
+            p.add_(torch.randn_like(p))  # away from the zero-output initialisation
     return cv
 
 
@@ -257,3 +259,57 @@ def test_estimators_reject_the_wrong_control_variate() -> None:
         rebar(f_bern(sample.b), sample.log_prob, sample.z, sample.z_tilde, mlp_cv)
     with pytest.raises(TypeError, match="SumControlVariate"):
         relaxed_rebar(f_bern(sample.b), sample.log_prob, sample.z, sample.z_tilde, mlp_cv)
+
+
+# --- every control-variate architecture ----------------------------------------------------
+
+
+def make_cv(arch: str, relaxation, z_dim: int, n_blocks: int, relaxed_input: bool):
+    kwargs = {"context_dim": 2, "temperature": 0.7, "relaxed_input": relaxed_input}
+    if arch == "mlp":
+        return MLPControlVariate(relaxation, z_dim, hidden=(16,), **kwargs)
+    if arch == "linear":
+        return LinearControlVariate(relaxation, z_dim, hidden=(16,), **kwargs)
+    return FactorisedControlVariate(relaxation, z_dim, n_blocks, hidden=(16,), **kwargs)
+
+
+@pytest.mark.parametrize("relaxed_input", [True, False], ids=["relaxed", "raw-z"])
+@pytest.mark.parametrize("arch", ["mlp", "linear", "factorised"])
+def test_every_control_variate_architecture_is_unbiased(arch: str, relaxed_input: bool) -> None:
+    """RELAX with each architecture, fed a context independent of b, on Bernoullis and a product of categoricals."""
+    torch.manual_seed(0)
+    context = torch.randn(N, 2)
+    cases = [
+        (BernoulliRelaxation(), BERN_LOGITS, 3, f_bern, exact_bernoulli_gradient()),
+        (
+            CategoricalRelaxation(),
+            CAT_LOGITS,
+            1,
+            lambda b: f_cat(F.one_hot(b, 4).float()),
+            exact_categorical_gradient(),
+        ),
+    ]
+    for rel, theta, n_blocks, f, exact in cases:
+        cv = make_cv(arch, rel, len(theta), n_blocks, relaxed_input)
+        with torch.no_grad():
+            for p in cv.parameters():
+                p.add_(torch.randn_like(p))  # far from the initialisation, far from zero
+        logits = theta.expand(N, len(theta)).clone().requires_grad_()
+        s = rel.sample(logits)
+        assert cv(s.z, context).std() > 0.1, "the control variate must not be trivial"
+        surrogate = relax(f(s.b), s.log_prob, s.z, s.z_tilde, cv, context)
+        assert_unbiased(per_sample_gradients(surrogate, logits), exact, f"{arch} on {type(rel).__name__}")
+
+
+def test_linear_control_variate_is_linear_in_the_relaxed_action() -> None:
+    rel = BernoulliRelaxation()
+    cv = LinearControlVariate(rel, 5, context_dim=3)
+    context, z = torch.randn(4, 3), torch.randn(4, 5)
+    x = rel.relax(z, cv.temperature())
+    out = cv.net(context)
+    assert torch.allclose(cv(z, context), (out[:, :5] * x).sum(-1) + out[:, 5])
+
+
+def test_factorised_control_variate_needs_equal_blocks() -> None:
+    with pytest.raises(ValueError, match="equal sub-actions"):
+        FactorisedControlVariate(CategoricalRelaxation(), 7, 2)

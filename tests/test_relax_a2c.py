@@ -9,7 +9,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.envs import IdentityEnv, IdentityEnvBox, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete
+from stable_baselines3.common.envs import IdentityEnv, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecNormalize
 from stats import assert_unbiased
@@ -126,9 +126,14 @@ def test_vecnormalize_vecframestack_and_set_env() -> None:
     assert np.isfinite(mean)
 
 
-def test_box_actions_get_a_clear_error() -> None:
-    with pytest.raises(UnsupportedActionSpaceError, match="Discrete, MultiDiscrete and MultiBinary"):
-        RelaxA2C("MlpPolicy", DummyVecEnv([lambda: IdentityEnvBox()]), device="cpu")
+class TupleActions(gym.Env):
+    observation_space = spaces.Box(-1, 1, (2,), np.float32)
+    action_space = spaces.Tuple((spaces.Discrete(2), spaces.Box(-1, 1, (1,))))
+
+
+def test_unsupported_action_space_gets_a_clear_error() -> None:
+    with pytest.raises(UnsupportedActionSpaceError, match="supports Discrete, MultiDiscrete, MultiBinary, Box action"):
+        RelaxA2C("MlpPolicy", DummyVecEnv([TupleActions]), device="cpu")
 
 
 def test_bad_objective_is_rejected() -> None:
@@ -192,8 +197,32 @@ def test_policy_gradient_estimate_is_unbiased_on_a_bandit() -> None:
 
     obs = torch.tensor([[0.5, -0.5]])
     with torch.no_grad():
-        logits, *_ = model.policy.logits_values_features(obs)
+        logits, *_ = model.policy.distribution_params_values_features(obs)
     p = torch.softmax(logits[0], -1)
     rewards = torch.as_tensor(Bandit.REWARDS)
     exact = p * (rewards - (p * rewards).sum())  # ∇_logits E[r]; the baseline V(s) adds no bias
     assert_unbiased(torch.cat(estimates), exact, "RELAX-A2C")
+
+
+class NaNRewardsAfter(gym.Wrapper):
+    """Returns NaN rewards from step ``start`` on: a broken simulator, or a bug in a reward wrapper."""
+
+    def __init__(self, env: gym.Env, start: int):
+        super().__init__(env)
+        self.start, self.t = start, 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.t += 1
+        return obs, float("nan") if self.t > self.start else reward, terminated, truncated, info
+
+
+def test_non_finite_updates_are_skipped_and_counted() -> None:
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0, wrapper_class=NaNRewardsAfter, wrapper_kwargs={"start": 50})
+    model = RelaxA2C("MlpPolicy", env, seed=0, device="cpu")
+    model.learn(40)  # 4 healthy updates (n_steps=5, 2 envs)
+    assert model.skipped_updates == 0
+    model.learn(200, reset_num_timesteps=False)
+    assert model.skipped_updates > 0 and model.bad_update_streak > 0
+    assert all(torch.isfinite(p).all() for p in model.policy.parameters())
+    assert model.logger.name_to_value["train/skipped_updates"] == model.skipped_updates

@@ -140,3 +140,11 @@ def test_closed_form_score_matches_autograd(rel, params, b) -> None:
     params = params.requires_grad_()
     (autograd_score,) = torch.autograd.grad(rel.log_prob(params, b).sum(), params)
     assert torch.allclose(rel.score(params.detach(), b), autograd_score, atol=1e-6)
+
+
+def test_gaussian_closed_form_score_matches_autograd() -> None:
+    g = GaussianReparam()
+    mean, log_std = torch.randn(6, 3, requires_grad=True), torch.randn(6, 3, requires_grad=True)
+    action = torch.randn(6, 3)
+    autograd_score = torch.cat(torch.autograd.grad(g.log_prob(mean, log_std.exp(), action).sum(), [mean, log_std]), -1)
+    assert torch.allclose(g.score(mean.detach(), log_std.detach().exp(), action), autograd_score, atol=1e-5)

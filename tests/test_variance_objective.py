@@ -28,7 +28,7 @@ def test_optimising_phi_lowers_the_variance() -> None:
     theta = BERN_LOGITS.clone().requires_grad_()
     opt = torch.optim.Adam(cv.parameters(), lr=1e-2)
     for _ in range(300):
-        s = rel.sample(theta.expand(64, 3))
+        s = rel.sample(theta.expand(256, 3))
         _, var = variance_loss(relax(f_bern(s.b), s.log_prob, s.z, s.z_tilde, cv), [theta])
         opt.zero_grad()
         var.backward(inputs=list(cv.parameters()))

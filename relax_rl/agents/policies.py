@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.distributions import DiagGaussianDistribution, Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import CombinedExtractor, NatureCNN
 from stable_baselines3.common.type_aliases import Schedule
 
-from relax_rl.agents.spaces import relaxation_for
-from relax_rl.estimators import MLPControlVariate
+from relax_rl.agents.spaces import estimator_for, split_mean_log_std
+from relax_rl.estimators import ARCHITECTURES, make_control_variate
+
+
+def _sub_actions(action_space: spaces.Space) -> int:
+    """How many sub-actions one action has: 1 for Discrete, one per dimension otherwise."""
+    if isinstance(action_space, spaces.Discrete):
+        return 1
+    if isinstance(action_space, spaces.MultiDiscrete):
+        return len(action_space.nvec)
+    return int(np.prod(action_space.shape))
 
 
 class RelaxActorCriticPolicy(ActorCriticPolicy):
@@ -22,11 +34,17 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
     carry gradient into the policy through ``s`` (DESIGN.md §4). Its
     parameters, temperature included, are left out of the policy optimiser;
     the algorithm trains them on the variance objective with an optimiser of
-    their own.
+    their own. For a ``Box`` action space the policy is SB3's diagonal Gaussian and
+    ``ĉ_φ`` reads the action itself (no relaxation, no temperature).
 
     :param cv_net_arch: hidden layer sizes of ``ĉ_φ``
-    :param cv_temperature: initial temperature ``τ`` of the relaxation
-    :param learn_temperature: whether ``τ`` is one of the parameters ``φ``
+    :param cv_arch: ``"mlp"`` on ``[features, relaxed action]``; ``"linear"``, linear in the relaxed
+        action with weights from the features; ``"factorised"``, a sum of one shared network over sub-actions
+    :param cv_relaxed_input: feed ``ĉ_φ`` the relaxed action ``softmax(z/τ)`` (True) or ``z`` itself
+    :param cv_temperature: initial temperature ``τ`` of the relaxation (discrete spaces only; default 0.5)
+    :param learn_temperature: whether ``τ`` is one of the parameters ``φ`` (discrete spaces only; default True)
+    :param log_std_head: ``Box`` spaces only: ``log σ`` is a linear head on the policy's latent,
+        initialised to ``log_std_init``, instead of SB3's state-independent parameter
     """
 
     def __init__(
@@ -36,34 +54,92 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         lr_schedule: Schedule,
         *args: Any,
         cv_net_arch: Sequence[int] = (64, 64),
-        cv_temperature: float = 0.5,
-        learn_temperature: bool = True,
+        cv_arch: str = "mlp",
+        cv_relaxed_input: bool = True,
+        cv_temperature: float | None = None,
+        learn_temperature: bool | None = None,
+        log_std_head: bool = False,
         **kwargs: Any,
     ):
-        self.relaxation, self.z_dim = relaxation_for(action_space)
+        self.estimator = estimator_for(action_space)
+        temperature_options = {"cv_temperature": cv_temperature, "learn_temperature": learn_temperature}
+        given = [name for name, value in temperature_options.items() if value is not None]
+        if given and not self.estimator.relaxation.has_temperature:
+            options, verb, pronoun = (given[0], "is", "it") if len(given) == 1 else (" and ".join(given), "are", "them")
+            raise ValueError(
+                f"policy_kwargs {options} {verb} for discrete action spaces only (the temperature of their "
+                f"relaxation); a {type(action_space).__name__} action space has nothing to relax, so remove {pronoun}"
+            )
+        if log_std_head and not isinstance(action_space, spaces.Box):
+            raise ValueError(f"policy_kwargs log_std_head only applies to Box action spaces, not {action_space}")
+        if kwargs.get("use_sde"):
+            raise ValueError(
+                "RelaxA2C does not support use_sde: gSDE shares its noise across steps, so a step's ε "
+                "cannot be rebuilt from its action alone; use the default diagonal Gaussian"
+            )
+        if cv_arch not in ARCHITECTURES:
+            raise ValueError(f"policy_kwargs cv_arch must be one of {', '.join(ARCHITECTURES)}, got {cv_arch!r}")
         self.cv_net_arch = list(cv_net_arch)
+        self.cv_arch = cv_arch
+        self.cv_relaxed_input = cv_relaxed_input
         self.cv_temperature = cv_temperature
         self.learn_temperature = learn_temperature
+        self.log_std_head = log_std_head
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
 
     def _build(self, lr_schedule: Schedule) -> None:
-        super()._build(lr_schedule)  # builds the optimiser over the actor and critic only
-        self.control_variate = MLPControlVariate(
-            self.relaxation,
-            z_dim=self.z_dim,
+        super()._build(lr_schedule)
+        if self.log_std_head:
+            del self.log_std  # replaced by a state-dependent head
+            self.log_std_net = th.nn.Linear(self.mlp_extractor.latent_dim_pi, self.estimator.z_dim)
+            if self.ortho_init:
+                self.log_std_net.apply(partial(self.init_weights, gain=0.01))  # as SB3 initialises action_net
+            th.nn.init.constant_(self.log_std_net.bias, self.log_std_init)
+        temperature = {"temperature": self.cv_temperature, "learn_temperature": self.learn_temperature}
+        self.control_variate = make_control_variate(
+            self.cv_arch,
+            self.estimator.relaxation,
+            z_dim=self.estimator.z_dim,
+            n_blocks=_sub_actions(self.action_space),
             context_dim=self.features_dim,
             hidden=self.cv_net_arch,
-            temperature=self.cv_temperature,
-            learn_temperature=self.learn_temperature,
+            relaxed_input=self.cv_relaxed_input,
+            **{key: value for key, value in temperature.items() if value is not None},
         ).to(self.device)
+        # SB3 built its optimiser before the modules above existed: rebuild it over θ and ψ only.
+        self.optimizer = self.optimizer_class(
+            self.actor_critic_parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
 
     def actor_critic_parameters(self) -> list[th.nn.Parameter]:
         """``θ`` and ``ψ``: every parameter except the control variate's ``φ``."""
         cv_ids = {id(p) for p in self.control_variate.parameters()}
         return [p for p in self.parameters() if id(p) not in cv_ids]
 
-    def logits_values_features(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
-        """Action logits, state values, entropies and the features the control variate reads."""
+    def distribution_params(self, latent_pi: th.Tensor) -> th.Tensor:
+        """One row of distribution parameters per step: the logits, or ``[μ, log σ]`` for a ``Box``.
+
+        A state-independent ``log σ`` is expanded to one row per step, so that each step's
+        gradient ``ĝ_t`` has its own ``log σ`` part.
+        """
+        out = self.action_net(latent_pi)
+        if not isinstance(self.action_dist, DiagGaussianDistribution):
+            return out
+        log_std = self.log_std_net(latent_pi) if self.log_std_head else self.log_std.expand_as(out)
+        return th.cat([out, log_std], dim=-1)
+
+    def distribution_from_params(self, params: th.Tensor) -> Distribution:
+        """SB3's action distribution for rows of :meth:`distribution_params`."""
+        if isinstance(self.action_dist, DiagGaussianDistribution):
+            return self.action_dist.proba_distribution(*split_mean_log_std(params))
+        return self.action_dist.proba_distribution(action_logits=params)
+
+    def _get_action_dist_from_latent(self, latent_pi: th.Tensor) -> Distribution:
+        # Acting and the update share one parameterisation (and the log σ head, when there is one).
+        return self.distribution_from_params(self.distribution_params(latent_pi))
+
+    def distribution_params_values_features(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+        """Per-step distribution parameters, state values, entropies and the features the control variate reads."""
         features = self.extract_features(obs)
         if self.share_features_extractor:
             latent_pi, latent_vf = self.mlp_extractor(features)
@@ -73,16 +149,19 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
             latent_pi = self.mlp_extractor.forward_actor(pi_features)
             latent_vf = self.mlp_extractor.forward_critic(vf_features)
             cv_features = pi_features
-        logits = self.action_net(latent_pi)
-        entropy = self.action_dist.proba_distribution(logits).entropy()
-        return logits, self.value_net(latent_vf).flatten(), entropy, cv_features
+        params = self.distribution_params(latent_pi)
+        entropy = self.distribution_from_params(params).entropy()
+        return params, self.value_net(latent_vf).flatten(), entropy, cv_features
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(
             cv_net_arch=self.cv_net_arch,
+            cv_arch=self.cv_arch,
+            cv_relaxed_input=self.cv_relaxed_input,
             cv_temperature=self.cv_temperature,
             learn_temperature=self.learn_temperature,
+            log_std_head=self.log_std_head,
         )
         return data
 

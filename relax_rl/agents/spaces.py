@@ -1,15 +1,29 @@
-"""Which relaxation an action space needs, and the errors for spaces RELAX-A2C cannot handle."""
+"""How RELAX-A2C estimates the policy gradient for each kind of action space, and the errors for
+spaces it cannot handle.
+
+The policy hands the update one row of *distribution parameters* per step: the logits for
+discrete spaces, ``[μ, log σ]`` (see :func:`split_mean_log_std`) for a ``Box``. An
+:class:`ActionEstimator` turns them, the actions taken and the advantages into a per-step
+surrogate whose gradient with respect to that row is ``ĝ_t``.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 from gymnasium import spaces
+from torch import Tensor
 
 from relax_rl.estimators import (
     BernoulliRelaxation,
     CategoricalRelaxation,
+    ControlVariate,
+    GaussianReparam,
     MultiCategoricalRelaxation,
     Relaxation,
+    lax,
+    relax,
 )
 
 
@@ -17,13 +31,14 @@ class UnsupportedActionSpaceError(ValueError):
     """Raised for an action space that RELAX-A2C has no relaxation for."""
 
 
-SUPPORTED_ACTION_SPACES = (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+SUPPORTED_ACTION_SPACES = (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Box)
 
 
-def relaxation_for(action_space: spaces.Space) -> tuple[Relaxation, int]:
-    """The relaxation of the policy's action distribution, and the size of ``z``.
+def relaxation_for(action_space: spaces.Space) -> tuple[Relaxation | GaussianReparam, int]:
+    """The relaxation of the policy's action distribution, and the size of what ``ĉ`` reads.
 
-    ``z`` lives in logit space, so its size is the policy head's output size.
+    For discrete spaces ``z`` lives in logit space, so its size is the policy head's output size;
+    for a ``Box`` the control variate reads the action itself.
     """
     if isinstance(action_space, spaces.Discrete):
         return CategoricalRelaxation(), int(action_space.n)
@@ -37,15 +52,101 @@ def relaxation_for(action_space: spaces.Space) -> tuple[Relaxation, int]:
         return MultiCategoricalRelaxation(nvec), sum(nvec)
     if isinstance(action_space, spaces.MultiBinary):
         return BernoulliRelaxation(), int(np.prod(action_space.shape))
-    raise UnsupportedActionSpaceError(
-        f"RelaxA2C supports Discrete, MultiDiscrete and MultiBinary action spaces, got {action_space}"
-    )
+    if isinstance(action_space, spaces.Box):
+        if len(action_space.shape) != 1:
+            raise UnsupportedActionSpaceError(
+                f"Box action spaces must be flat, got shape {action_space.shape}; "
+                "reshape the actions to one dimension with a gymnasium.ActionWrapper"
+            )
+        if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
+            raise UnsupportedActionSpaceError(
+                f"Box action spaces need finite bounds (the Gaussian policy's actions are clipped to them "
+                f"for the environment), got low={action_space.low}, high={action_space.high}; "
+                "give the action space finite low and high, e.g. with a gymnasium.ActionWrapper"
+            )
+        return GaussianReparam(), int(action_space.shape[0])
+    names = ", ".join(space.__name__ for space in SUPPORTED_ACTION_SPACES)
+    raise UnsupportedActionSpaceError(f"RelaxA2C supports {names} action spaces, got {action_space}")
 
 
-def actions_for_relaxation(actions, action_space: spaces.Space):
+def actions_for_relaxation(actions: Tensor, action_space: spaces.Space) -> Tensor:
     """Rollout-buffer actions (float) in the dtype and shape the relaxation expects."""
     if isinstance(action_space, spaces.Discrete):
         return actions.long().flatten()
     if isinstance(action_space, spaces.MultiDiscrete):
         return actions.long()
     return actions.float().reshape(actions.shape[0], -1)
+
+
+def split_mean_log_std(params: Tensor) -> tuple[Tensor, Tensor]:
+    """A Gaussian policy's per-step distribution parameters ``[μ, log σ]``, split into ``μ`` and ``log σ``."""
+    mean, log_std = params.chunk(2, dim=-1)
+    return mean, log_std
+
+
+class ActionEstimator(ABC):
+    """The per-step policy-gradient surrogate of one kind of action space.
+
+    :param relaxation: what the control variate ``ĉ_φ`` relaxes its input with
+    :param z_dim: the size of that input
+    """
+
+    def __init__(self, relaxation: Relaxation | GaussianReparam, z_dim: int):
+        self.relaxation = relaxation
+        self.z_dim = z_dim
+
+    @abstractmethod
+    def surrogate(
+        self, params: Tensor, actions: Tensor, f: Tensor, control_variate: ControlVariate, context: Tensor
+    ) -> Tensor:
+        """Per-step surrogate whose gradient w.r.t. row ``t`` of ``params`` is ``ĝ_t``, differentiable in ``φ``."""
+
+    @abstractmethod
+    def score(self, params: Tensor, actions: Tensor) -> Tensor:
+        """``∇_params log π(a_t | params_t)`` in closed form, one row per step."""
+
+
+class RelaxEstimator(ActionEstimator):
+    """Discrete actions: RELAX, with ``z`` and ``z̃`` drawn given the stored action (DESIGN.md §4)."""
+
+    relaxation: Relaxation
+
+    def surrogate(
+        self, params: Tensor, actions: Tensor, f: Tensor, control_variate: ControlVariate, context: Tensor
+    ) -> Tensor:
+        # z ~ p(z | a_t) and z̃ ~ p(z | a_t), both reparameterised in θ through the logits.
+        sample = self.relaxation.sample_given(params, actions)
+        # ĝ_t = [f_t − ĉ(s_t, z̃_t)] ∇θ log π(a_t|s_t) + ∇θ ĉ(s_t, z_t) − ∇θ ĉ(s_t, z̃_t)
+        return relax(f, sample.log_prob, sample.z, sample.z_tilde, control_variate, context)
+
+    def score(self, params: Tensor, actions: Tensor) -> Tensor:
+        return self.relaxation.score(params, actions)
+
+
+class LaxEstimator(ActionEstimator):
+    """``Box`` actions from a diagonal Gaussian: LAX at the executed action (DESIGN.md §5)."""
+
+    relaxation: GaussianReparam
+
+    def surrogate(
+        self, params: Tensor, actions: Tensor, f: Tensor, control_variate: ControlVariate, context: Tensor
+    ) -> Tensor:
+        mean, log_std = split_mean_log_std(params)
+        std = log_std.exp()
+        # a_t(θ) = μ_θ + σ_θ ε_t with ε_t rebuilt (detached) from the action taken: ĉ must see a_t itself,
+        # a fresh sample would bias ĝ. ``actions`` are the sampled ones, before clipping for the env.
+        a = self.relaxation.rebuild(mean, std, self.relaxation.recover_eps(actions, mean, std))
+        # ĝ_t = [f_t − ĉ(s_t, a_t)] ∇θ log π(a_t|s_t) + ∇θ ĉ(s_t, μ_θ + σ_θ ε_t)
+        return lax(f, self.relaxation.log_prob(mean, std, actions), a, control_variate, context)
+
+    def score(self, params: Tensor, actions: Tensor) -> Tensor:
+        mean, log_std = split_mean_log_std(params)
+        return self.relaxation.score(mean, log_std.exp(), actions)
+
+
+def estimator_for(action_space: spaces.Space) -> ActionEstimator:
+    """The estimator for ``action_space``; raises :class:`UnsupportedActionSpaceError` for unusable spaces."""
+    relaxation, z_dim = relaxation_for(action_space)
+    if isinstance(relaxation, GaussianReparam):
+        return LaxEstimator(relaxation, z_dim)
+    return RelaxEstimator(relaxation, z_dim)

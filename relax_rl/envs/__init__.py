@@ -1,5 +1,8 @@
-"""Environment factories."""
+"""Environment factories, and the environments relax-rl adds to gymnasium's registry."""
 
 from relax_rl.envs.factory import BACKENDS, UnknownEnvError, get_spec, is_atari, make_vec_env
+from relax_rl.envs.target_matching import TargetMatchingEnv, register_target_matching
 
-__all__ = ["BACKENDS", "UnknownEnvError", "get_spec", "is_atari", "make_vec_env"]
+register_target_matching()
+
+__all__ = ["BACKENDS", "TargetMatchingEnv", "UnknownEnvError", "get_spec", "is_atari", "make_vec_env"]

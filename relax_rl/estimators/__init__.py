@@ -1,11 +1,15 @@
 """Gradient estimators for black-box functions of random variables. Pure math, no RL."""
 
 from relax_rl.estimators.control_variates import (
+    ARCHITECTURES,
     ControlVariate,
+    FactorisedControlVariate,
+    LinearControlVariate,
     MLPControlVariate,
     RebarControlVariate,
     SumControlVariate,
     Temperature,
+    make_control_variate,
     mlp,
 )
 from relax_rl.estimators.estimators import (
@@ -28,10 +32,13 @@ from relax_rl.estimators.relaxations import (
 )
 
 __all__ = [
+    "ARCHITECTURES",
     "BernoulliRelaxation",
     "CategoricalRelaxation",
     "ControlVariate",
+    "FactorisedControlVariate",
     "GaussianReparam",
+    "LinearControlVariate",
     "MLPControlVariate",
     "MultiCategoricalRelaxation",
     "RebarControlVariate",
@@ -42,6 +49,7 @@ __all__ = [
     "apply_gradients",
     "concrete",
     "lax",
+    "make_control_variate",
     "mlp",
     "rebar",
     "reinforce",

@@ -34,13 +34,22 @@ class Temperature(nn.Module):
         return self.log_value.exp()
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int = 1, activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
-    """A plain multi-layer perceptron."""
+def mlp(
+    in_dim: int,
+    hidden: Sequence[int],
+    out_dim: int = 1,
+    activation: type[nn.Module] = nn.Tanh,
+    zero_output: bool = False,
+) -> nn.Sequential:
+    """A plain multi-layer perceptron; ``zero_output`` starts its output layer at zero."""
     layers: list[nn.Module] = []
     for width in hidden:
         layers += [nn.Linear(in_dim, width), activation()]
         in_dim = width
     layers.append(nn.Linear(in_dim, out_dim))
+    if zero_output:
+        nn.init.zeros_(layers[-1].weight)
+        nn.init.zeros_(layers[-1].bias)
     return nn.Sequential(*layers)
 
 
@@ -51,8 +60,44 @@ class ControlVariate(nn.Module):
         raise NotImplementedError
 
 
-class MLPControlVariate(ControlVariate):
-    """Free-form ``c_φ(z) = MLP([context, relax(z, τ)])`` with a learnable temperature ``τ``."""
+class _LearnedControlVariate(ControlVariate):
+    """Shared plumbing of the free-form control variates: the input relaxation and the context.
+
+    The input is ``relax(z, τ)`` with a learnable temperature ``τ`` (``softmax(z/τ)`` or
+    ``σ(z/τ)``), or the raw ``z`` when ``relaxed_input`` is False. Unbiasedness holds for either.
+    Output layers start at zero, so the estimator starts as the baseline-only one: a random
+    ``c_φ`` would add noise of its own (through ``∇c(z) − ∇c(z̃)``) before it has learned anything.
+    """
+
+    def __init__(
+        self,
+        relaxation: Relaxation | GaussianReparam,
+        context_dim: int,
+        temperature: float,
+        learn_temperature: bool,
+        relaxed_input: bool,
+    ):
+        super().__init__()
+        self.relaxation = relaxation
+        self.context_dim = context_dim
+        self.relaxed_input = relaxed_input
+        # A continuous variable, or a raw-z input, has nothing to relax: no temperature to learn.
+        learnable = learn_temperature and relaxed_input and relaxation.has_temperature
+        self.temperature = Temperature(temperature, learnable)
+
+    def _input(self, z: Tensor) -> Tensor:
+        return self.relaxation.relax(z, self.temperature()) if self.relaxed_input else z
+
+    def _context(self, z: Tensor, context: Tensor | None) -> Tensor:
+        if context is None:
+            if self.context_dim:
+                raise ValueError("this control variate was built with context_dim > 0 and needs a context")
+            return z.new_zeros(z.shape[0], 0)
+        return context
+
+
+class MLPControlVariate(_LearnedControlVariate):
+    """Free-form ``c_φ(z) = MLP([context, relax(z, τ)])``."""
 
     def __init__(
         self,
@@ -63,21 +108,77 @@ class MLPControlVariate(ControlVariate):
         temperature: float = 0.5,
         learn_temperature: bool = True,
         activation: type[nn.Module] = nn.Tanh,
+        relaxed_input: bool = True,
     ):
-        super().__init__()
-        self.relaxation = relaxation
-        self.context_dim = context_dim
-        self.net = mlp(z_dim + context_dim, hidden, 1, activation)
-        # A continuous variable has nothing to relax, so it gets no temperature to learn.
-        self.temperature = Temperature(temperature, learn_temperature and relaxation.has_temperature)
+        super().__init__(relaxation, context_dim, temperature, learn_temperature, relaxed_input)
+        self.net = mlp(z_dim + context_dim, hidden, 1, activation, zero_output=True)
 
     def forward(self, z: Tensor, context: Tensor | None = None) -> Tensor:
-        x = self.relaxation.relax(z, self.temperature())
-        if self.context_dim:
-            if context is None:
-                raise ValueError("this control variate was built with context_dim > 0 and needs a context")
-            x = torch.cat([context, x], dim=-1)
-        return self.net(x).squeeze(-1)
+        return self.net(torch.cat([self._context(z, context), self._input(z)], dim=-1)).squeeze(-1)
+
+
+class LinearControlVariate(_LearnedControlVariate):
+    """``c_φ(z) = w(context) · relax(z, τ) + b(context)``: linear in the relaxed action.
+
+    The weights come from a network of the context (free parameters without one). It
+    represents exactly any ``f`` that is additive over sub-actions, and needs no hidden
+    units per action dimension, so it scales to thousands of sub-actions.
+    """
+
+    def __init__(
+        self,
+        relaxation: Relaxation | GaussianReparam,
+        z_dim: int,
+        context_dim: int = 0,
+        hidden: Sequence[int] = (64,),
+        temperature: float = 0.5,
+        learn_temperature: bool = True,
+        activation: type[nn.Module] = nn.Tanh,
+        relaxed_input: bool = True,
+    ):
+        super().__init__(relaxation, context_dim, temperature, learn_temperature, relaxed_input)
+        self.net = mlp(context_dim, hidden if context_dim else (), z_dim + 1, activation, zero_output=True)
+
+    def forward(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        out = self.net(self._context(z, context))  # without a context: (batch, 0) in, the bias out
+        return (out[:, :-1] * self._input(z)).sum(-1) + out[:, -1]
+
+
+class FactorisedControlVariate(_LearnedControlVariate):
+    """``c_φ(z) = Σ_i g_φ([context, e_i, relax(z_i, τ)])``: one shared network per sub-action.
+
+    ``z`` is split into ``n_blocks`` equal blocks (one per sub-action: a bit, or one
+    categorical's logits); ``e_i`` is a learned embedding of the block's position. A sum
+    of per-sub-action terms can capture non-linear effects of each sub-action, unlike
+    :class:`LinearControlVariate`, while staying small when there are many of them.
+    """
+
+    def __init__(
+        self,
+        relaxation: Relaxation | GaussianReparam,
+        z_dim: int,
+        n_blocks: int,
+        context_dim: int = 0,
+        hidden: Sequence[int] = (32,),
+        embedding_dim: int = 8,
+        temperature: float = 0.5,
+        learn_temperature: bool = True,
+        activation: type[nn.Module] = nn.Tanh,
+        relaxed_input: bool = True,
+    ):
+        if z_dim % n_blocks:
+            raise ValueError(f"z_dim {z_dim} does not split into {n_blocks} equal sub-actions")
+        super().__init__(relaxation, context_dim, temperature, learn_temperature, relaxed_input)
+        self.n_blocks, self.block = n_blocks, z_dim // n_blocks
+        self.embedding = nn.Embedding(n_blocks, embedding_dim)
+        self.net = mlp(context_dim + embedding_dim + self.block, hidden, 1, activation, zero_output=True)
+
+    def forward(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        batch = z.shape[0]
+        context = self._context(z, context).unsqueeze(1).expand(-1, self.n_blocks, -1)
+        blocks = self._input(z).reshape(batch, self.n_blocks, self.block)
+        positions = self.embedding.weight.unsqueeze(0).expand(batch, -1, -1)
+        return self.net(torch.cat([context, positions, blocks], dim=-1)).squeeze(-1).sum(-1)
 
 
 class RebarControlVariate(ControlVariate):
@@ -123,3 +224,26 @@ class SumControlVariate(ControlVariate):
 
     def forward(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         return sum(term(z, context) for term in self.terms)
+
+
+#: Names of the free-form architectures accepted by :func:`make_control_variate`.
+ARCHITECTURES = ("mlp", "linear", "factorised")
+
+
+def make_control_variate(
+    arch: str,
+    relaxation: Relaxation | GaussianReparam,
+    z_dim: int,
+    n_blocks: int,
+    context_dim: int = 0,
+    hidden: Sequence[int] = (64, 64),
+    **kwargs,
+) -> _LearnedControlVariate:
+    """One of the free-form control variates by name; ``n_blocks`` sub-actions make up ``z``."""
+    if arch == "mlp":
+        return MLPControlVariate(relaxation, z_dim, context_dim, hidden, **kwargs)
+    if arch == "linear":
+        return LinearControlVariate(relaxation, z_dim, context_dim, hidden, **kwargs)
+    if arch == "factorised":
+        return FactorisedControlVariate(relaxation, z_dim, n_blocks, context_dim, hidden, **kwargs)
+    raise ValueError(f"unknown control-variate architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")

@@ -238,6 +238,12 @@ class GaussianReparam:
         return torch.distributions.Normal(mean, std).log_prob(action).sum(-1)
 
     @staticmethod
+    def score(mean: Tensor, std: Tensor, action: Tensor) -> Tensor:
+        """``∇ log p(a)`` for ``(μ, log σ)`` in closed form: ``[ε / σ, ε² − 1]`` with ``ε = (a − μ)/σ``."""
+        eps = (action - mean) / std
+        return torch.cat([eps / std, eps.pow(2) - 1], dim=-1)
+
+    @staticmethod
     def relax(a: Tensor, temperature: Tensor | float = 1.0) -> Tensor:
         """Continuous variables need no relaxation; the temperature is ignored."""
         return a

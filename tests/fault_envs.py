@@ -1,0 +1,69 @@
+"""CartPoles that misbehave on purpose, registered with gymnasium on import (in subprocesses too):
+
+- ``relax-rl-test/TripwireCartPole-v1`` trips at a chosen step when ``RELAX_RL_TEST_TRIPWIRE`` asks:
+  ``"<step>:pause:<file>"`` creates ``file`` and hangs, for the test to kill the process;
+  ``"<step>:SIGTERM"`` (or any signal name) sends that signal to its own process. The setting is read
+  at every step, never stored, so the copy of the env that a checkpoint holds does not trip again
+  in the resumed run; and it trips once per process, in whichever env gets there first.
+- ``relax-rl-test/NaNRewardCartPole-v1`` returns NaN rewards after its first ``NAN_AFTER`` steps.
+"""
+
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import gymnasium as gym
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+TRIPWIRE = "RELAX_RL_TEST_TRIPWIRE"
+NAN_AFTER = 60
+HANG_LIMIT_S = 120  # a paused process that nobody kills exits by itself
+_tripped: set[str] = set()
+
+
+class TripwireCartPole(CartPoleEnv):
+    """CartPole-v1 that counts its steps and trips as ``RELAX_RL_TEST_TRIPWIRE`` says."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        setting = os.environ.get(TRIPWIRE, "")
+        step, _, what = setting.partition(":")
+        if setting and int(step) == self.steps and setting not in _tripped:
+            _tripped.add(setting)
+            _trip(what)
+        return super().step(action)
+
+
+def _trip(what: str) -> None:
+    kind, _, argument = what.partition(":")
+    if kind != "pause":
+        os.kill(os.getpid(), signal.Signals[kind])
+        return
+    Path(argument).touch()
+    deadline = time.monotonic() + HANG_LIMIT_S
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    os._exit(99)
+
+
+class NaNRewardCartPole(CartPoleEnv):
+    """CartPole-v1 whose reward is NaN from its ``NAN_AFTER + 1``-th step on."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, math.nan if self.steps > NAN_AFTER else reward, terminated, truncated, info
+
+
+gym.register("relax-rl-test/TripwireCartPole-v1", entry_point=TripwireCartPole, max_episode_steps=500)
+gym.register("relax-rl-test/NaNRewardCartPole-v1", entry_point=NaNRewardCartPole, max_episode_steps=500)
