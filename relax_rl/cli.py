@@ -57,7 +57,8 @@ from relax_rl.checkpoint import (
     read_meta,
 )
 from relax_rl.config import ALGOS, ConfigError, RunConfig, load_algo_class, parse_overrides, resolve_config
-from relax_rl.envs import UnknownEnvError, get_spec, make_vec_env
+from relax_rl.diagnose import ActionVarianceCallback
+from relax_rl.envs import UnknownEnvError, get_spec, is_atari, make_vec_env
 from relax_rl.errors import first_line
 from relax_rl.safe_load import UnsafeModelError, load_model_safely, load_normalization
 
@@ -111,6 +112,7 @@ RUN_OPTIONS = (
     "eval_freq",
     "checkpoint_freq",
     "max_bad_updates",
+    "diagnose_freq",
 )
 
 
@@ -149,6 +151,12 @@ def _train_parser() -> argparse.ArgumentParser:
         "--max-bad-updates",
         type=int,
         help="stop after K consecutive updates skipped for a non-finite loss or gradient; 0: never (default 10)",
+    )
+    parser.add_argument(
+        "--diagnose-freq",
+        type=int,
+        help="timesteps between small variance decompositions logged as train/action_var_frac; 0: off "
+        "(default 50000; off for normalised, frame-stacked or Atari runs)",
     )
     _add_threads_argument(parser)
     return parser
@@ -206,6 +214,7 @@ def _train(argv: Sequence[str] | None) -> int:
         ("eval_freq", 0),
         ("checkpoint_freq", 0),
         ("max_bad_updates", 0),
+        ("diagnose_freq", 0),
         ("threads", 0),
     ):
         value = getattr(args, flag)
@@ -251,6 +260,7 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
         eval_freq=args.eval_freq,
         checkpoint_freq=args.checkpoint_freq,
         max_bad_updates=args.max_bad_updates,
+        diagnose_freq=args.diagnose_freq,
     )
 
 
@@ -371,6 +381,7 @@ class _Session:
     clock: WallClock
     control: RunControl
     parts: dict[str, Resumable]
+    diagnostics: ActionVarianceCallback | None = None
 
     @classmethod
     def create(cls, config: RunConfig, run_dir: Path) -> _Session:
@@ -391,12 +402,17 @@ class _Session:
             parts["evaluator"] = evaluator
         checkpointer = Checkpointer(run_dir, {"algo": config.algo, "env": config.env, "seed": config.seed}, parts)
         control = RunControl(checkpointer.save, config.checkpoint_freq, config.max_bad_updates, StopSignals())
-        return cls(tracker, evaluator, clock, control, parts)
+        # The decomposition resamples actions on raw copies of the env: not for wrapped observations.
+        raw_env = not (config.normalize or config.frame_stack or is_atari(config.env))
+        diagnostics = (
+            ActionVarianceCallback(config.env, config.diagnose_freq) if config.diagnose_freq and raw_env else None
+        )
+        return cls(tracker, evaluator, clock, control, parts, diagnostics)
 
     def callbacks(self, progress: bool) -> list[BaseCallback]:
         """In order: the clock starts first; progress lines, when there is no bar, come last."""
-        evaluator = [] if self.evaluator is None else [self.evaluator]
-        return [self.clock, self.tracker, *evaluator, self.control, *([] if progress else [ProgressLog(self.tracker)])]
+        optional = [c for c in (self.evaluator, self.diagnostics) if c is not None]
+        return [self.clock, self.tracker, *optional, self.control, *([] if progress else [ProgressLog(self.tracker)])]
 
 
 def _learn(
@@ -581,7 +597,7 @@ def _evaluate(argv: Sequence[str] | None) -> int:
     algo = detect_algo(read_model_data(args.model))
     if algo not in ALGOS:
         raise CLIError(f"{args.model} holds a {algo} model; evaluate.py supports {', '.join(ALGOS)}")
-    run_config = _find_run_config(args.model)
+    run_config = find_run_config(args.model)
     env_id = args.env or (run_config.env if run_config else None)
     if env_id is None:
         raise CLIError(f"no --env given and no {CONFIG_FILE} next to {args.model}")
@@ -719,7 +735,7 @@ def detect_algo(data: Mapping[str, Any]) -> str:
     raise CLIError(f"cannot tell which algorithm saved this model (policy module {module or 'missing'!r})")
 
 
-def _find_run_config(model_path: Path) -> RunConfig | None:
+def find_run_config(model_path: Path) -> RunConfig | None:
     """config.yml of the run the model belongs to (next to it, or one up for checkpoints/)."""
     for directory in (model_path.parent, model_path.parent.parent):
         if (directory / CONFIG_FILE).is_file():

@@ -31,6 +31,7 @@ RUN_KEYS = (
     "eval_freq",
     "checkpoint_freq",
     "max_bad_updates",
+    "diagnose_freq",
 )
 ZOO_KEYS = frozenset({*RUN_KEYS, "policy_kwargs"})
 # Constructor keywords the command line owns; a config file setting them would be silently overridden.
@@ -158,6 +159,7 @@ class RunConfig:
     eval_freq: int = 10_000  # timesteps between evaluations; 0: none
     checkpoint_freq: int = 100_000  # timesteps between checkpoints; 0: none (SIGINT/SIGTERM still write one)
     max_bad_updates: int = 10  # consecutive skipped (non-finite) updates before the run stops; 0: never
+    diagnose_freq: int = 50_000  # timesteps between logged variance decompositions (train/action_var_frac); 0: none
     # Constructor keywords of the algorithm (policy_kwargs included), exactly as configured.
     algo_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -194,6 +196,7 @@ def resolve_config(
     eval_freq: int | None = None,
     checkpoint_freq: int | None = None,
     max_bad_updates: int | None = None,
+    diagnose_freq: int | None = None,
 ) -> RunConfig:
     """Merge file section, ``--hyperparams`` overrides and explicit flags (in that order) into a RunConfig.
 
@@ -212,6 +215,7 @@ def resolve_config(
         "eval_freq": eval_freq,
         "checkpoint_freq": checkpoint_freq,
         "max_bad_updates": max_bad_updates,
+        "diagnose_freq": diagnose_freq,
     }
     merged.update({key: value for key, value in flags.items() if value is not None})
     run_keys = {key: merged.pop(key, None) for key in RUN_KEYS}
@@ -224,7 +228,7 @@ def resolve_config(
         )
     periods = {
         key: _whole_number(key, run_keys[key], minimum=0)
-        for key in ("eval_freq", "checkpoint_freq", "max_bad_updates")
+        for key in ("eval_freq", "checkpoint_freq", "max_bad_updates", "diagnose_freq")
         if run_keys[key] is not None
     }
     return RunConfig(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -146,7 +147,6 @@ def sample_estimates(
     Keys: ``"none"`` (REINFORCE with the n-step return), ``"a2c"`` (baseline ``V(s)``) and, for
     models with a control variate, ``"relax"``. Needs an environment that ``copy.deepcopy`` clones.
     """
-    th.manual_seed(seed)
     rng = np.random.default_rng(seed)
     relaxation, _ = relaxation_for(model.action_space)
     theta = [p for p in model.policy.parameters() if p.requires_grad]
@@ -186,43 +186,50 @@ def diagnose(
     model: BaseAlgorithm, env: gym.Env, n_states: int, n_actions: int, n_continuations: int, seed: int = 0
 ) -> dict[str, VarianceDecomposition]:
     """The variance decomposition of each estimator the model supports, at its current policy."""
-    samples = sample_estimates(model, env, n_states, n_actions, n_continuations, seed=seed)
+    with th.random.fork_rng(devices=[]):  # leave the caller's (e.g. training's) random stream untouched
+        th.manual_seed(seed)
+        samples = sample_estimates(model, env, n_states, n_actions, n_continuations, seed=seed)
     return {name: decompose_variance(s) for name, s in samples.items()}
 
 
 class ActionVarianceCallback(BaseCallback):
-    """Logs ``train/action_var_frac`` every ``interval`` rollouts, for the model's estimator and for A2C's.
+    """Logs ``train/action_var_frac`` every ``interval`` timesteps, for the model's estimator and for A2C's.
 
     A small decomposition (a few states, actions and continuations, on a private copy of the
-    environment) keeps the cost to a fraction of the rollouts it is spread over.
+    environment) keeps the cost to a fraction of the rollouts it is spread over. It draws from
+    forked random streams, so training is the same with or without it. An environment that
+    cannot be copied turns it off with a warning.
     """
 
     def __init__(
         self,
         env_id: str,
-        interval: int = 1000,
+        interval: int = 50_000,
         n_states: int = 8,
         n_actions: int = 4,
         n_continuations: int = 2,
-        seed: int = 0,
     ):
         super().__init__()
         self.env = gym.make(env_id)
-        self.interval, self.sizes, self.seed = interval, (n_states, n_actions, n_continuations), seed
-        self._rollouts = 0
+        self.interval, self.sizes = interval, (n_states, n_actions, n_continuations)
+        self._next = interval
 
     def _on_step(self) -> bool:
         return True
 
     def _on_rollout_end(self) -> None:
-        self._rollouts += 1
-        if self._rollouts % self.interval:
+        if self.env is None or self.num_timesteps < self._next:
             return
-        results = diagnose(self.model, self.env, *self.sizes, seed=self.seed + self._rollouts)
+        self._next = (self.num_timesteps // self.interval + 1) * self.interval
+        try:
+            results = diagnose(self.model, self.env, *self.sizes, seed=self.num_timesteps)
+        except (TypeError, AttributeError, NotImplementedError) as err:  # native handles that deepcopy refuses
+            warnings.warn(f"train/action_var_frac is off: the environment cannot be copied ({err})", stacklevel=1)
+            self.env = None
+            return
         own = results.get("relax", results["a2c"])
         self.logger.record("train/action_var_frac", own.action_fraction)
         self.logger.record("train/action_var_frac_a2c", results["a2c"].action_fraction)
-        self.logger.record("train/grad_var_total", own.total)
 
 
 def format_table(results: dict[str, VarianceDecomposition]) -> str:
@@ -253,22 +260,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _diagnose(argv: Sequence[str] | None) -> int:
-    from relax_rl.cli import CLIError, _find_run_config, detect_algo, read_model_data
+    from relax_rl.cli import CLIError, detect_algo, find_run_config, read_model_data
     from relax_rl.config import load_algo_class
     from relax_rl.envs import make_vec_env
+    from relax_rl.safe_load import UnsafeModelError, load_model_safely
 
     args = _parser().parse_args(argv)
     if min(args.samples, args.actions, args.continuations) < 2:
         raise CLIError("--samples, --actions and --continuations must each be >= 2")
     algo = detect_algo(read_model_data(args.model))
-    run_config = _find_run_config(args.model)
+    run_config = find_run_config(args.model)
     env_id = args.env or (run_config.env if run_config else None)
     if env_id is None:
         raise CLIError(f"no --env given and no config.yml next to {args.model}")
     if run_config is not None and (run_config.normalize_kwargs() or run_config.frame_stack):
         raise CLIError("diagnose needs the raw environment: VecNormalize and frame stacking are not supported")
-    make_vec_env(env_id, 1)  # validates the id, with close matches if it is unknown
-    model = load_algo_class(algo).load(args.model, device="cpu")
+    try:  # make_vec_env validates the id, with close matches if it is unknown
+        model = load_model_safely(args.model, load_algo_class(algo), make_vec_env(env_id, 1), device="cpu")
+    except UnsafeModelError as err:
+        raise CLIError(str(err)) from None
     try:
         results = diagnose(model, gym.make(env_id), args.samples, args.actions, args.continuations, args.seed)
     except (TypeError, AttributeError, NotImplementedError) as err:  # deepcopy of envs with native handles

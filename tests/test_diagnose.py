@@ -103,7 +103,19 @@ def test_action_variance_fraction_is_logged_during_training() -> None:
 
     env_id = "relax_rl/TargetMatching-D8-v0"
     model = RelaxA2C("MlpPolicy", make_vec_env(env_id, 2, 0), n_steps=1, seed=0, device="cpu")
-    callback = ActionVarianceCallback(env_id, interval=5, n_states=3, n_actions=3, n_continuations=2)
+    callback = ActionVarianceCallback(env_id, interval=10, n_states=3, n_actions=3, n_continuations=2)
     model.learn(20, callback=callback)
     logged = model.logger.name_to_value
     assert 0 < logged["train/action_var_frac_a2c"] <= 1.5 and "train/action_var_frac" in logged
+
+
+def test_the_logged_diagnostic_leaves_training_unchanged() -> None:
+    from relax_rl.diagnose import ActionVarianceCallback
+
+    def final_parameters(callback):
+        model = RelaxA2C("MlpPolicy", make_vec_env("CartPole-v1", 2, 0), seed=0, device="cpu")
+        model.learn(100, callback=callback)
+        return torch.cat([p.detach().flatten() for p in model.policy.parameters()])
+
+    with_diagnostic = ActionVarianceCallback("CartPole-v1", interval=20, n_states=2, n_actions=2, n_continuations=2)
+    assert torch.equal(final_parameters(None), final_parameters(with_diagnostic))

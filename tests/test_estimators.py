@@ -59,15 +59,14 @@ def exact_bernoulli_gradient() -> torch.Tensor:
     return torch.autograd.grad((probs * f_bern(states)).sum(), theta)[0]
 
 
-def bernoulli_surrogates(rel: BernoulliRelaxation, logits: torch.Tensor, sample):
-    torch.manual_seed(2)
-    mlp_cv = random_mlp_cv(rel, 3)
-    rebar_cv = RebarControlVariate(f_bern, rel, temperature=0.4, eta=0.8)
-    f_b = f_bern(sample.b)
+def unbiased_surrogates(rel, sample, f, f_b: torch.Tensor, baseline: float) -> dict[str, torch.Tensor]:
+    """Every estimator that claims unbiasedness, with non-trivial control variates; ``f`` takes relaxed values."""
+    mlp_cv = random_mlp_cv(rel, sample.z.shape[-1])
+    rebar_cv = RebarControlVariate(f, rel, temperature=0.4, eta=0.8)
     assert f_b.std() > 0.1 and mlp_cv(sample.z).std() > 0.1, "the test problem must not be trivial"
     return {
         "reinforce": reinforce(f_b, sample.log_prob),
-        "reinforce+baseline": reinforce(f_b, sample.log_prob, baseline=torch.full_like(f_b, 0.7)),
+        "reinforce+baseline": reinforce(f_b, sample.log_prob, baseline=torch.full_like(f_b, baseline)),
         "rebar": rebar(f_b, sample.log_prob, sample.z, sample.z_tilde, rebar_cv),
         "relax": relax(f_b, sample.log_prob, sample.z, sample.z_tilde, mlp_cv),
         "relaxed_rebar": relaxed_rebar(
@@ -85,7 +84,7 @@ def test_bernoulli_estimators_are_unbiased(given: bool) -> None:
     if given:  # the agents' path: relaxations rebuilt for a b that was drawn earlier
         sample = rel.sample_given(logits, sample.b)
     exact = exact_bernoulli_gradient()
-    for name, surrogate in bernoulli_surrogates(rel, logits, sample).items():
+    for name, surrogate in unbiased_surrogates(rel, sample, f_bern, f_bern(sample.b), baseline=0.7).items():
         assert_unbiased(per_sample_gradients(surrogate, logits), exact, name)
 
 
@@ -116,18 +115,7 @@ def exact_categorical_gradient() -> torch.Tensor:
 
 
 def categorical_surrogates(rel: CategoricalRelaxation, sample) -> dict[str, torch.Tensor]:
-    mlp_cv = random_mlp_cv(rel, 4)
-    rebar_cv = RebarControlVariate(f_cat, rel, temperature=0.4, eta=0.8)
-    f_b = f_cat(F.one_hot(sample.b, 4).float())
-    return {
-        "reinforce": reinforce(f_b, sample.log_prob),
-        "reinforce+baseline": reinforce(f_b, sample.log_prob, baseline=torch.full_like(f_b, 1.5)),
-        "rebar": rebar(f_b, sample.log_prob, sample.z, sample.z_tilde, rebar_cv),
-        "relax": relax(f_b, sample.log_prob, sample.z, sample.z_tilde, mlp_cv),
-        "relaxed_rebar": relaxed_rebar(
-            f_b, sample.log_prob, sample.z, sample.z_tilde, SumControlVariate(rebar_cv, mlp_cv)
-        ),
-    }
+    return unbiased_surrogates(rel, sample, f_cat, f_cat(F.one_hot(sample.b, 4).float()), baseline=1.5)
 
 
 @pytest.mark.parametrize("given", [False, True], ids=["sampled", "stored-action"])
