@@ -1,0 +1,3 @@
+from relax_rl.experiments.binary_vae.cli import main
+
+main()

@@ -1,0 +1,106 @@
+"""Command line of the binary VAE benchmark; see the package docstring for an example."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from relax_rl.experiments.binary_vae.data import DataError, Dataset, default_cache_dir, load_mnist, load_omniglot
+from relax_rl.experiments.binary_vae.gradients import ESTIMATORS
+from relax_rl.experiments.binary_vae.models import MODELS
+from relax_rl.experiments.binary_vae.plots import plot_curves
+from relax_rl.experiments.binary_vae.training import Config, train
+from relax_rl.experiments.toy import _OneLineParser, _positive_int
+
+PROG = "python -m relax_rl.experiments.binary_vae"
+SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"  # ../shared/data from the repo root
+DATASET_DIRS = {"mnist": "binarized_mnist", "omniglot": "omniglot"}
+
+
+def default_data_dir(dataset: str) -> Path:
+    """The shared data folder when this checkout has one, else the user cache."""
+    shared = SHARED_DATA / DATASET_DIRS[dataset]
+    return shared if shared.is_dir() else default_cache_dir() / DATASET_DIRS[dataset]
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; bad values exit with code 2 and a one-line message."""
+    p = _OneLineParser(prog=PROG, description="Train a binary VAE with one gradient estimator per stochastic layer.")
+    p.add_argument("--estimator", required=True, choices=ESTIMATORS)
+    p.add_argument("--model", default="linear1", choices=MODELS, help="(default linear1)")
+    p.add_argument("--dataset", default="mnist", choices=tuple(DATASET_DIRS), help="(default mnist)")
+    p.add_argument("--steps", type=_positive_int, default=1000, help="training steps (default 1000)")
+    p.add_argument("--batch-size", type=_positive_int, default=24, help="(default 24, the paper's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam on the VAE (default 1e-3)")
+    p.add_argument("--cv-lr", type=_positive_float, default=1e-3, help="Adam on control variates (default 1e-3)")
+    p.add_argument("--eval-every", type=_positive_int, help="steps between evaluations (default steps/20)")
+    p.add_argument("--iwae-samples", type=_positive_int, default=100, help="samples of the test bound (default 100)")
+    p.add_argument("--test-subset", type=_positive_int, help="first N test images for the bound (default all)")
+    p.add_argument("--train-subset", type=_positive_int, help="train on the first N training images only")
+    p.add_argument("--data", type=Path, help="data directory (default: ../shared/data/<dataset> or the user cache)")
+    p.add_argument("--cache", type=Path, help=f"cache for parsed .amat files (default {default_cache_dir()})")
+    p.add_argument("--download", action="store_true", help="fetch missing MNIST .amat files into the data directory")
+    p.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--out", type=Path, help="directory for the PNG curves")
+    p.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
+    return p.parse_args(argv)
+
+
+def load(args: argparse.Namespace) -> Dataset:
+    """The chosen dataset, cut to ``--train-subset`` images; raises DataError."""
+    data_dir = args.data or default_data_dir(args.dataset)
+    data = load_omniglot(data_dir) if args.dataset == "omniglot" else load_mnist(data_dir, args.cache, args.download)
+    return Dataset(data.train[: args.train_subset], data.valid, data.test)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train, then print a summary (or one JSON object) and write the curves if asked."""
+    args = parse_args(argv)
+    try:
+        data = load(args)
+    except DataError as err:
+        _OneLineParser(prog=PROG).error(str(err))
+    torch.set_num_threads(args.threads)
+    config = Config(
+        estimator=args.estimator,
+        model=args.model,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        lr=args.lr,
+        cv_lr=args.cv_lr,
+        eval_every=args.eval_every,
+        iwae_samples=args.iwae_samples,
+        test_subset=args.test_subset,
+    )
+    result = train(config, data, progress=not args.json)
+    summary = {**result.summary, "dataset": args.dataset, "train_images": int(data.train.shape[0])}
+    figures = []
+    if args.out is not None:
+        figures = plot_curves({args.estimator: result.history}, args.out, f"{args.model}_{args.estimator}")
+    if args.json:
+        print(json.dumps({**summary, "history": vars(result.history)}))
+        return
+    log_var = ", ".join("n/a" if v is None else f"{v:.2f}" for v in summary["log_var"])
+    print(
+        f"{args.model} {args.estimator}: train ELBO {summary['train_elbo']:.2f}, "
+        f"valid ELBO {summary['valid_elbo']:.2f}, test IWAE({config.iwae_samples}) {summary['test_iwae']:.2f}, "
+        f"log-var [{log_var}], {summary['steps_per_s']:.1f} steps/s"
+    )
+    for path in figures:
+        print(f"wrote {path}")
