@@ -64,6 +64,7 @@ from relax_rl.safe_load import UnsafeModelError, load_model_safely, load_normali
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3  # stopped after too many consecutive skipped updates; a signal exits with 128 + its number
+EXIT_IO_ERROR = 74  # sysexits.h EX_IOERR: the run directory could not be written (e.g. a full disk)
 # Thresholds reported besides gymnasium's reward_threshold: the RELAX paper solved CartPole at 195.
 EXTRA_THRESHOLDS: dict[str, tuple[float, ...]] = {"CartPole-v1": (195.0,)}
 # Evaluation envs get seeds far from the training envs' seed..seed+n_envs-1.
@@ -234,6 +235,14 @@ def _train(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
         print("interrupted; quit without writing a checkpoint", file=sys.stderr)
         return 128 + signal.SIGINT
+    except OSError as err:  # e.g. a full disk while writing: checkpoints are atomic, so the last one is whole
+        where = f" ({err.filename})" if err.filename else ""
+        print(
+            f"error: cannot write{where}: {err.strerror or err}; free the space or fix the permissions, "
+            f"then continue with --resume {run_dir}",
+            file=sys.stderr,
+        )
+        return EXIT_IO_ERROR
     print(format_summary(metrics, run_dir))
     return 0
 

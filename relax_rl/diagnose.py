@@ -26,9 +26,11 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.distributions import DiagGaussianDistribution
+from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import Tensor
 
-from relax_rl.agents.spaces import actions_for_relaxation, relaxation_for
+from relax_rl.agents.spaces import actions_for_relaxation, estimator_for, split_mean_log_std
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,16 @@ class _Snapshot:
     obs: np.ndarray
 
 
+def _distribution_params(policy: ActorCriticPolicy, latent_pi: Tensor) -> Tensor:
+    """One row of distribution parameters, as RelaxA2C's update sees them: logits, or ``[μ, log σ]``."""
+    if hasattr(policy, "distribution_params"):
+        return policy.distribution_params(latent_pi)
+    out = policy.action_net(latent_pi)
+    if isinstance(policy.action_dist, DiagGaussianDistribution):  # SB3's state-independent log σ
+        return th.cat([out, policy.log_std.expand_as(out)], dim=-1)
+    return out
+
+
 def _policy_outputs(model: BaseAlgorithm, obs: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
     """Distribution parameters (connected to θ), value and features for one observation."""
     policy = model.policy
@@ -90,7 +102,14 @@ def _policy_outputs(model: BaseAlgorithm, obs: np.ndarray) -> tuple[Tensor, Tens
         if policy.share_features_extractor
         else (policy.mlp_extractor.forward_actor(features[0]), policy.mlp_extractor.forward_critic(features[1]))
     )
-    return policy.action_net(latent_pi), policy.value_net(latent_vf).flatten(), pi_features
+    return _distribution_params(policy, latent_pi), policy.value_net(latent_vf).flatten(), pi_features
+
+
+def _sample_actions(policy: ActorCriticPolicy, rows: Tensor) -> Tensor:
+    """One action per row of distribution parameters, from SB3's distribution for the action space."""
+    if isinstance(policy.action_dist, DiagGaussianDistribution):
+        return policy.action_dist.proba_distribution(*split_mean_log_std(rows)).sample()
+    return policy.action_dist.proba_distribution(action_logits=rows).sample()
 
 
 def _snapshots(model: BaseAlgorithm, env: gym.Env, n_states: int, stride: int, seed: int) -> list[_Snapshot]:
@@ -130,7 +149,10 @@ def _n_step_return(model: BaseAlgorithm, snapshot: _Snapshot, action: np.ndarray
 
 
 def _env_action(action: Tensor, space: gym.Space) -> np.ndarray:
-    return action.cpu().numpy().astype(space.dtype)
+    action = action.cpu().numpy()
+    if isinstance(space, gym.spaces.Box):  # a Gaussian's sample is clipped for the env, as in training
+        action = np.clip(action, space.low, space.high)
+    return action.astype(space.dtype)
 
 
 def sample_estimates(
@@ -148,7 +170,7 @@ def sample_estimates(
     models with a control variate, ``"relax"``. Needs an environment that ``copy.deepcopy`` clones.
     """
     rng = np.random.default_rng(seed)
-    relaxation, _ = relaxation_for(model.action_space)
+    estimator = estimator_for(model.action_space)
     theta = [p for p in model.policy.parameters() if p.requires_grad]
     if hasattr(model.policy, "control_variate"):
         cv_ids = {id(p) for p in model.policy.control_variate.parameters()}
@@ -157,7 +179,7 @@ def sample_estimates(
     for snapshot in _snapshots(model, env, n_states, stride, seed):
         params, value, features = _policy_outputs(model, snapshot.obs)
         with th.no_grad():
-            actions = relaxation.hard(relaxation.sample_z(params.expand(n_actions, -1)))
+            actions = _sample_actions(model.policy, params.expand(n_actions, -1))
         flat_actions = actions.repeat_interleave(n_continuations, 0)
         returns = th.tensor(
             [_n_step_return(model, snapshot, _env_action(a, model.action_space), rng) for a in flat_actions],
@@ -166,7 +188,7 @@ def sample_estimates(
         advantages = returns - value.detach()
         rows = params.expand(len(flat_actions), -1)
         actions_t = actions_for_relaxation(flat_actions, model.action_space)
-        score = relaxation.score(rows.detach(), actions_t)
+        score = estimator.score(rows.detach(), actions_t)
         per_sample = {"none": returns[:, None] * score, "a2c": advantages[:, None] * score}
         if hasattr(model, "relax_estimate"):
             leaf = rows.detach().requires_grad_()

@@ -15,9 +15,10 @@ import torch
 from stats import N_SE, assert_unbiased, z_scores
 from torch import nn
 
+from relax_rl.estimators import disarm
 from relax_rl.experiments.binary_vae import cli
 from relax_rl.experiments.binary_vae.data import Dataset
-from relax_rl.experiments.binary_vae.gradients import UNBIASED, LayerEstimator, disarm, estimate
+from relax_rl.experiments.binary_vae.gradients import UNBIASED, LayerEstimator, estimate
 from relax_rl.experiments.binary_vae.models import BinaryVAE
 from relax_rl.experiments.binary_vae.training import Config, train
 

@@ -59,6 +59,24 @@ def test_diagnose_on_a_one_step_task_has_no_state_or_residual_noise_left_to_chan
     assert results["relax"].residual > 0
 
 
+def test_diagnose_on_box_actions_evaluates_the_control_variate_at_the_executed_action() -> None:
+    """LAX's ĉ(s, a) is fixed once the action is: given (s, a) only the return varies, exactly as for
+    A2C. A control variate at a fresh sample would add noise to the residual part."""
+    from stable_baselines3 import A2C
+
+    model = RelaxA2C("MlpPolicy", "Pendulum-v1", n_steps=2, seed=0, device="cpu")
+    with torch.no_grad():
+        for p in model.policy.control_variate.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    results = diagnose(model, gym.make("Pendulum-v1"), n_states=4, n_actions=3, n_continuations=2)
+    assert set(results) == {"none", "a2c", "relax"}
+    # float32 rounding leaves ~1e-3 relative; a fresh sample makes it ~30 times larger here
+    assert results["relax"].residual == pytest.approx(results["a2c"].residual, rel=1e-2)
+    assert results["relax"].action != pytest.approx(results["a2c"].action, rel=1e-3)
+    sb3 = diagnose(A2C("MlpPolicy", "Pendulum-v1", seed=0, device="cpu"), gym.make("Pendulum-v1"), 4, 3, 2)
+    assert set(sb3) == {"none", "a2c"} and sb3["a2c"].total > 0
+
+
 def test_diagnose_cli_prints_one_json_object(tmp_path) -> None:
     run_dir = tmp_path / "run"
     train = [sys.executable, "train.py", "--total-timesteps", "200", "--n-envs", "2", "--run-dir", str(run_dir)]

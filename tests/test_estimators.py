@@ -20,6 +20,7 @@ from relax_rl.estimators import (
     RebarControlVariate,
     SumControlVariate,
     concrete,
+    disarm,
     lax,
     rebar,
     reinforce,
@@ -95,6 +96,16 @@ def test_concrete_is_biased_on_bernoullis() -> None:
     sample = rel.sample(logits)
     grads = per_sample_gradients(concrete(f_bern(rel.relax(sample.z, 0.5))), logits)
     assert z_scores(grads, exact_bernoulli_gradient()).abs().max() > 3 * N_SE
+
+
+def test_disarm_is_unbiased_on_bernoullis() -> None:
+    torch.manual_seed(0)
+    rel = BernoulliRelaxation()
+    logits = BERN_LOGITS.expand(N, 3).clone().requires_grad_()
+    sample = rel.sample(logits)
+    b_anti = rel.hard((2 * logits - sample.z).detach())  # the antithetic draw, with 1 − u for u
+    surrogate = disarm(f_bern(sample.b), f_bern(b_anti), logits, sample.b, b_anti)
+    assert_unbiased(per_sample_gradients(surrogate, logits), exact_bernoulli_gradient(), "disarm")
 
 
 # --- one 4-way categorical -----------------------------------------------------------------

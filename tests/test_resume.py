@@ -1,6 +1,7 @@
 """Resume after SIGKILL, SIGTERM and SIGINT is bit-exact on CPU; bad checkpoints and run directories fail
 cleanly; a streak of skipped updates stops the run and keeps the last good checkpoint."""
 
+import errno
 import json
 import os
 import shutil
@@ -19,9 +20,10 @@ from run_artifacts import assert_same_run
 from stable_baselines3.common.env_util import make_vec_env
 
 from relax_rl import RelaxA2C
+from relax_rl import checkpoint as checkpoint_module
 from relax_rl.callbacks import RunControl, StopSignals
 from relax_rl.checkpoint import META_ENTRY, STATE_ENTRY
-from relax_rl.cli import evaluate_main, torch_threads, train_main
+from relax_rl.cli import EXIT_IO_ERROR, evaluate_main, torch_threads, train_main
 
 TESTS = Path(__file__).resolve().parent
 ENV = "relax-rl-test/TripwireCartPole-v1"
@@ -184,6 +186,34 @@ def test_read_only_log_directory_fails_before_training(tmp_path, capsys):
     finally:
         tmp_path.chmod(0o700)
     assert "cannot create run directory" in _one_line(capsys.readouterr().err)
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes_from_the_last_whole_checkpoint(
+    reference, tmp_path, capsys, monkeypatch
+):
+    real_save = checkpoint_module.save_model
+
+    def disk_fills_at_400(model, path, stats_path, write):
+        def write_then_fail(tmp: str) -> None:
+            write(tmp)  # a partial file exists when the error strikes
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), tmp)
+
+        real_save(model, path, stats_path, write_then_fail if "_400_" in Path(path).name else write)
+
+    monkeypatch.setattr(checkpoint_module, "save_model", disk_fills_at_400)
+    run_dir = tmp_path / "run"
+    assert train_main([*RUN, "--run-dir", str(run_dir)]) == EXIT_IO_ERROR
+    line = _one_line(capsys.readouterr().err)
+    assert os.strerror(errno.ENOSPC) in line and line.endswith(f"--resume {run_dir}")
+    written = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    # No half-written file is left; the statistics of 400, written before the model, are orphans that
+    # nothing reads (a checkpoint is its .zip).
+    assert [name for name in written if name.endswith(".zip")] == ["rl_model_200_steps.zip"]
+    assert all(name.startswith(("rl_model_200_steps", "rl_model_400_steps_vecnormalize")) for name in written)
+
+    monkeypatch.undo()
+    assert train_main(["--resume", str(run_dir)]) == 0
+    assert_same_run(reference, run_dir)
 
 
 # ------------------------------------------------------------------------------ skipped updates

@@ -15,6 +15,7 @@ from relax_rl.estimators.control_variates import (
 from relax_rl.estimators.estimators import (
     apply_gradients,
     concrete,
+    disarm,
     lax,
     rebar,
     reinforce,
@@ -48,6 +49,7 @@ __all__ = [
     "Temperature",
     "apply_gradients",
     "concrete",
+    "disarm",
     "lax",
     "make_control_variate",
     "mlp",

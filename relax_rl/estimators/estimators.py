@@ -127,3 +127,21 @@ def apply_gradients(params: Iterable[Tensor], grads: Iterable[Tensor]) -> None:
     for p, g in zip(params, grads, strict=True):
         g = g.detach()
         p.grad = g.clone() if p.grad is None else p.grad + g
+
+
+def disarm(f_b: Tensor, f_anti: Tensor, logits: Tensor, b: Tensor, b_anti: Tensor) -> Tensor:
+    """DisARM (Dong, Mnih & Tucker, NeurIPS 2020) for independent Bernoullis, as a surrogate.
+
+    ``b = H(ℓ + ε)`` and the antithetic ``b̃ = H(ℓ − ε)`` share logistic noise ``ε`` (uniforms
+    ``u`` and ``1 − u``). The gradient of the returned row in ``ℓ`` is DisARM's estimate of
+    ``∇_ℓ E[f(b)]``:
+
+        ½ (f(b) − f(b̃)) · (−1)^b̃ · 1[b ≠ b̃] · σ(|ℓ|)
+
+    (arXiv:2006.10680; the same factor as ``disarm_factor`` in the authors' code,
+    google-research/google-research ``disarm/binary/networks.py``). It is exactly zero for
+    the units where ``b = b̃``. Each estimate costs a second evaluation of ``f``.
+    """
+    sign = 1 - 2 * b_anti  # (−1)^b̃ for b̃ ∈ {0, 1}
+    weight = 0.5 * (f_b - f_anti).unsqueeze(-1) * sign * (b != b_anti) * torch.sigmoid(logits.abs())
+    return (weight.detach() * logits).sum(-1)

@@ -33,6 +33,7 @@ from relax_rl.estimators import (
     relax,
     variance_loss,
 )
+from relax_rl.experiments.cli_args import OneLineParser, open_unit, positive_int
 
 ESTIMATORS = ("exact", "reinforce", "concrete", "rebar", "relax")
 DTYPE = torch.float64  # gradients are ~1e-3 and their residual noise far smaller: keep float64's headroom
@@ -233,40 +234,13 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """Reports bad input as one line on stderr (no usage block) and exits with code 2."""
-
-    def error(self, message: str) -> None:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def _open_unit(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number strictly between 0 and 1, got {text!r}")
-    return value
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options; bad values exit with code 2 and a one-line message."""
-    parser = _OneLineParser(prog="python -m relax_rl.experiments.toy", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m relax_rl.experiments.toy", description=__doc__.splitlines()[0])
     parser.add_argument("--estimator", nargs="+", required=True, choices=ESTIMATORS, help="one or more estimators")
-    parser.add_argument("--steps", type=_positive_int, default=10_000, help="optimisation steps (default 10000)")
+    parser.add_argument("--steps", type=positive_int, default=10_000, help="optimisation steps (default 10000)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--target", type=_open_unit, default=0.499, help="t in (0, 1) (default 0.499)")
+    parser.add_argument("--target", type=open_unit, default=0.499, help="t in (0, 1) (default 0.499)")
     parser.add_argument("--out", type=Path, help="directory for the PNG figures")
     parser.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
     return parser.parse_args(argv)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -14,7 +13,7 @@ from relax_rl.experiments.binary_vae.gradients import ESTIMATORS
 from relax_rl.experiments.binary_vae.models import MODELS
 from relax_rl.experiments.binary_vae.plots import plot_curves
 from relax_rl.experiments.binary_vae.training import Config, train
-from relax_rl.experiments.toy import _OneLineParser, _positive_int
+from relax_rl.experiments.cli_args import OneLineParser, positive_float, positive_int
 
 PROG = "python -m relax_rl.experiments.binary_vae"
 SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"  # ../shared/data from the repo root
@@ -27,35 +26,25 @@ def default_data_dir(dataset: str) -> Path:
     return shared if shared.is_dir() else default_cache_dir() / DATASET_DIRS[dataset]
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options; bad values exit with code 2 and a one-line message."""
-    p = _OneLineParser(prog=PROG, description="Train a binary VAE with one gradient estimator per stochastic layer.")
+    p = OneLineParser(prog=PROG, description="Train a binary VAE with one gradient estimator per stochastic layer.")
     p.add_argument("--estimator", required=True, choices=ESTIMATORS)
     p.add_argument("--model", default="linear1", choices=MODELS, help="(default linear1)")
     p.add_argument("--dataset", default="mnist", choices=tuple(DATASET_DIRS), help="(default mnist)")
-    p.add_argument("--steps", type=_positive_int, default=1000, help="training steps (default 1000)")
-    p.add_argument("--batch-size", type=_positive_int, default=24, help="(default 24, the paper's)")
+    p.add_argument("--steps", type=positive_int, default=1000, help="training steps (default 1000)")
+    p.add_argument("--batch-size", type=positive_int, default=24, help="(default 24, the paper's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam on the VAE (default 1e-3)")
-    p.add_argument("--cv-lr", type=_positive_float, default=1e-3, help="Adam on control variates (default 1e-3)")
-    p.add_argument("--eval-every", type=_positive_int, help="steps between evaluations (default steps/20)")
-    p.add_argument("--iwae-samples", type=_positive_int, default=100, help="samples of the test bound (default 100)")
-    p.add_argument("--test-subset", type=_positive_int, help="first N test images for the bound (default all)")
-    p.add_argument("--train-subset", type=_positive_int, help="train on the first N training images only")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam on the VAE (default 1e-3)")
+    p.add_argument("--cv-lr", type=positive_float, default=1e-3, help="Adam on control variates (default 1e-3)")
+    p.add_argument("--eval-every", type=positive_int, help="steps between evaluations (default steps/20)")
+    p.add_argument("--iwae-samples", type=positive_int, default=100, help="samples of the test bound (default 100)")
+    p.add_argument("--test-subset", type=positive_int, help="first N test images for the bound (default all)")
+    p.add_argument("--train-subset", type=positive_int, help="train on the first N training images only")
     p.add_argument("--data", type=Path, help="data directory (default: ../shared/data/<dataset> or the user cache)")
     p.add_argument("--cache", type=Path, help=f"cache for parsed .amat files (default {default_cache_dir()})")
     p.add_argument("--download", action="store_true", help="fetch missing MNIST .amat files into the data directory")
-    p.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--out", type=Path, help="directory for the PNG curves")
     p.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
     return p.parse_args(argv)
@@ -74,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         data = load(args)
     except DataError as err:
-        _OneLineParser(prog=PROG).error(str(err))
+        OneLineParser(prog=PROG).error(str(err))
     torch.set_num_threads(args.threads)
     config = Config(
         estimator=args.estimator,

@@ -10,8 +10,7 @@ every estimator stays unbiased for ``∂ELBO/∂ℓ_i``. The context is detached
 term ``−log q(b_i | ℓ_i)`` sees a constant ``ℓ_i``, and its direct gradient
 ``σ(ℓ_i) − b_i`` (zero-mean, but part of the exact gradient) is added separately.
 
-The estimators are those of :mod:`relax_rl.estimators` plus :func:`disarm`, which the core
-does not have yet.
+The estimators are those of :mod:`relax_rl.estimators`, with DisARM as a further reference point.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from relax_rl.estimators import (
     SumControlVariate,
     Temperature,
     concrete,
+    disarm,
     mlp,
     rebar,
     reinforce,
@@ -44,24 +44,6 @@ CONCRETE_TEMPERATURE = 0.5  # fixed, as in the toy problem; Concrete has no vari
 CV_HIDDEN = (200, 200)  # r_φ: two tanh layers of 200, the "Q" network of the paper's code
 NVIL_HIDDEN = (100,)  # NVIL's input-dependent baseline: one tanh layer of 100 (Mnih & Gregor, 2014)
 CENTRE_DECAY = 0.8  # NVIL's running mean of the learning signal (Mnih & Gregor use α = 0.8)
-
-
-def disarm(f_b: Tensor, f_anti: Tensor, logits: Tensor, b: Tensor, b_anti: Tensor) -> Tensor:
-    """DisARM (Dong, Mnih & Tucker, NeurIPS 2020) for independent Bernoullis, as a surrogate.
-
-    ``b = H(ℓ + ε)`` and the antithetic ``b̃ = H(ℓ − ε)`` share logistic noise ``ε`` (uniforms
-    ``u`` and ``1 − u``). The gradient of the returned row in ``ℓ`` is DisARM's estimate of
-    ``∇_ℓ E[f(b)]``:
-
-        ½ (f(b) − f(b̃)) · (−1)^b̃ · 1[b ≠ b̃] · σ(|ℓ|)
-
-    (arXiv:2006.10680; the same factor as ``disarm_factor`` in the authors' code,
-    google-research/google-research ``disarm/binary/networks.py``). It is exactly zero for
-    the units where ``b = b̃``. Each estimate costs a second evaluation of ``f``.
-    """
-    sign = 1 - 2 * b_anti  # (−1)^b̃ for b̃ ∈ {0, 1}
-    weight = 0.5 * (f_b - f_anti).unsqueeze(-1) * sign * (b != b_anti) * torch.sigmoid(logits.abs())
-    return (weight.detach() * logits).sum(-1)
 
 
 def antithetic(logits: Tensor, z: Tensor) -> Tensor:
