@@ -1,88 +1,161 @@
-"""Summarise the control-variate design study: one row per (env, cell).
+"""Summarise the control-variate design study: one row per (env, cell), a table, JSON and a plot.
 
 Columns: runs solved; median updates and episodes to the env's threshold (unsolved runs censored
-at their total, so a median over partly unsolved runs is a lower bound); the final mean return;
-the variance ratio RELAX/A2C of the per-step policy-gradient estimates, measured on the *same*
-rollouts (``train/policy_grad_var`` over ``train/policy_grad_var_a2c``, so at matched policies),
-median over the logged updates of every run; and the median SPS.
+at their budget, so a median over partly unsolved runs is a lower bound, marked ≥); the final mean
+return; the variance ratio RELAX/A2C of the per-step policy-gradient estimates measured on the
+*same* rollouts (``train/policy_grad_var`` over ``train/policy_grad_var_a2c``, so at matched
+policies), median over the logged updates of every run; the fraction of A2C's gradient variance
+due to action sampling (``train/action_var_frac_a2c``, the law-of-total-variance diagnostic logged
+every 50k steps), median over its logs; and the median SPS.
 
-    python benchmarks/cv_design/aggregate.py [CELLS_DIR ...] > benchmarks/cv_design/table.md
+    python benchmarks/cv_design/aggregate.py   # writes table.md, results.json, variance_ratio.png, plots/ here
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-import sys
 from pathlib import Path
 
+import numpy as np
 import yaml
+from matplotlib.figure import Figure
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-DEFAULT_DIRS = ["benchmarks/cv_design/cells", "benchmarks/head_to_head"]
+from relax_rl.plot import plot_learning_curves, run_thresholds
+
+HERE = Path(__file__).resolve().parent
+CELL_DIRS = [HERE / "cells", HERE.parent / "head_to_head"]
+
+
+def _scalars(run_dir: Path, tag: str) -> list[float]:
+    values: list[float] = []
+    for events in run_dir.glob("*_1"):
+        acc = EventAccumulator(str(events)).Reload()
+        if tag in acc.Tags()["scalars"]:
+            values += [e.value for e in acc.Scalars(tag)]
+    return values
 
 
 def variance_ratio(run_dir: Path) -> float | None:
     """Median over logged updates of policy_grad_var / policy_grad_var_a2c (None for SB3's A2C)."""
-    ratios = []
-    for events in run_dir.glob("*_1"):
-        acc = EventAccumulator(str(events)).Reload()
-        if "train/policy_grad_var" not in acc.Tags()["scalars"]:
-            return None
-        relax = [e.value for e in acc.Scalars("train/policy_grad_var")]
-        a2c = [e.value for e in acc.Scalars("train/policy_grad_var_a2c")]
-        ratios += [r / a for r, a in zip(relax, a2c, strict=True) if a > 0]
+    relax, a2c = _scalars(run_dir, "train/policy_grad_var"), _scalars(run_dir, "train/policy_grad_var_a2c")
+    ratios = [r / a for r, a in zip(relax, a2c, strict=True) if a > 0]
     return statistics.median(ratios) if ratios else None
 
 
-def cell_row(cell: Path) -> dict | None:
-    results = cell / "results.json"
-    if not results.exists():
-        return None
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def cell_rows(results: Path) -> list[dict]:
+    """One row per algorithm in a ``compare`` output directory (head_to_head holds two)."""
     runs = [r for r in json.loads(results.read_text())["runs"] if r["metrics"]]
-    if not runs:
-        return None
-    updates, episodes, ratios = [], [], []
+    by_algo: dict[str, list[dict]] = {}
     for run in runs:
-        m = run["metrics"]
-        config = yaml.safe_load((Path(run["run_dir"]) / "config.yml").read_text())
-        batch = m["n_envs"] * config["algo_kwargs"].get("n_steps", 5)
-        solved = m["solved_at_timestep"]
-        updates.append((solved if solved is not None else m["timesteps"]) / batch)
-        episodes.append(m["solved_at_episode"] if solved is not None else m["episodes"])
-        ratio = variance_ratio(Path(run["run_dir"]))
-        if ratio is not None:
-            ratios.append(ratio)
-    n_solved = sum(r["metrics"]["solved_at_timestep"] is not None for r in runs)
-    return {
-        "env": runs[0]["metrics"]["env"],
-        "cell": cell.name,
-        "solved": f"{n_solved}/{len(runs)}",
-        "updates": statistics.median(updates),
-        "episodes": statistics.median(episodes),
-        "final_return": statistics.median(r["metrics"]["final_mean_return"] for r in runs),
-        "var_ratio": statistics.median(ratios) if ratios else None,
-        "sps": statistics.median(r["metrics"]["sps"] for r in runs),
-        "censored": n_solved < len(runs),
-    }
+        by_algo.setdefault(run["algo"], []).append(run)
+    rows = []
+    for algo, algo_runs in by_algo.items():
+        updates, episodes, ratios, fractions, run_dirs = [], [], [], [], []
+        for run in algo_runs:
+            m, run_dir = run["metrics"], Path(run["run_dir"])
+            if not run_dir.is_absolute():
+                run_dir = HERE.parents[1] / run_dir
+            run_dirs.append(run_dir)
+            config = yaml.safe_load((run_dir / "config.yml").read_text())
+            batch = m["n_envs"] * config["algo_kwargs"].get("n_steps", 5)
+            solved = m["solved_at_timestep"]
+            updates.append((solved if solved is not None else m["timesteps"]) / batch)
+            episodes.append(m["solved_at_episode"] if solved is not None else m["episodes"])
+            if (ratio := variance_ratio(run_dir)) is not None:
+                ratios.append(ratio)
+            fractions += _scalars(run_dir, "train/action_var_frac_a2c")
+        n_solved = sum(r["metrics"]["solved_at_timestep"] is not None for r in algo_runs)
+        cell = results.parent.name if len(by_algo) == 1 else f"{results.parent.name}:{algo}"
+        rows.append(
+            {
+                "env": algo_runs[0]["metrics"]["env"],
+                "cell": cell,
+                "algo": algo,
+                "seeds": sorted(r["seed"] for r in algo_runs),
+                "solved": f"{n_solved}/{len(algo_runs)}",
+                "updates": statistics.median(updates),
+                "episodes": statistics.median(episodes),
+                "final_return": statistics.median(r["metrics"]["final_mean_return"] for r in algo_runs),
+                "var_ratio": _median(ratios),
+                "action_var_frac_a2c": _median(fractions),
+                "sps": statistics.median(r["metrics"]["sps"] for r in algo_runs),
+                "censored": n_solved < len(algo_runs),
+                "run_dirs": [str(d.relative_to(HERE.parents[1])) for d in run_dirs],
+            }
+        )
+    return rows
 
 
-def main(dirs: list[str]) -> None:
-    rows = [row for d in dirs for cell in sorted(Path(d).rglob("results.json")) if (row := cell_row(cell.parent))]
-    print(
-        "| env | cell | solved | median updates to threshold | median episodes | final return | "
-        "var ratio RELAX/A2C (same rollouts) | SPS |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+def _fmt(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| env | cell | seeds | solved | median updates to threshold | median episodes | final return | "
+        "var ratio RELAX/A2C (same rollouts) | action share of A2C's variance | SPS |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         bound = "≥ " if r["censored"] else ""
-        ratio = "—" if r["var_ratio"] is None else f"{r['var_ratio']:.2f}"
-        print(
-            f"| {r['env']} | {r['cell']} | {r['solved']} | {bound}{r['updates']:.0f} | {bound}{r['episodes']:.0f} | "
-            f"{r['final_return']:.3g} | {ratio} | {r['sps']:.0f} |"
+        seeds = f"{r['seeds'][0]}–{r['seeds'][-1]}"
+        lines.append(
+            f"| {r['env']} | {r['cell']} | {seeds} | {r['solved']} | "
+            f"{bound}{r['updates']:.0f} | {bound}{r['episodes']:.0f} | "
+            f"{r['final_return']:.3g} | {_fmt(r['var_ratio'], '.2f')} | {_fmt(r['action_var_frac_a2c'], '.2f')} | "
+            f"{r['sps']:.0f} |"
         )
-    json.dump(rows, sys.stderr, indent=1)
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Variance ratio RELAX/A2C of every RELAX cell, grouped by env: below 1 means RELAX reduces variance."""
+    relax = [r for r in rows if r["var_ratio"] is not None]
+    envs = list(dict.fromkeys(r["env"] for r in relax))
+    fig = Figure(figsize=(10, 0.35 * len(relax) + 1.5))
+    ax = fig.subplots()
+    labels, values, colours = [], [], []
+    palette = dict(zip(envs, [f"C{i}" for i in range(len(envs))], strict=False))
+    for r in relax:
+        labels.append(f"{r['env'].removeprefix('relax_rl/')}  {r['cell']}")
+        values.append(r["var_ratio"])
+        colours.append(palette[r["env"]])
+    y = np.arange(len(values))
+    ax.barh(y, values, color=colours)
+    ax.axvline(1.0, color="k", lw=1)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("per-step policy-gradient variance, RELAX / A2C on the same rollouts (median over updates)")
+    ax.set_title("Where the learned control variate reduces variance (< 1)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def plot_curves(rows: list[dict], out_dir: Path) -> None:
+    """One learning-curve figure per env, every cell of the study on it (mean and 95% band over seeds)."""
+    root = HERE.parents[1]
+    for env in dict.fromkeys(r["env"] for r in rows):
+        groups = {r["cell"]: [root / d for d in r["run_dirs"]] for r in rows if r["env"] == env}
+        name = env.removeprefix("relax_rl/")
+        plot_learning_curves(
+            groups, out_dir / f"curves_{name}.png", thresholds=run_thresholds(groups[next(iter(groups))]), title=name
+        )
+
+
+def main() -> None:
+    rows = [row for d in CELL_DIRS for results in sorted(d.rglob("results.json")) for row in cell_rows(results)]
+    (HERE / "table.md").write_text(table(rows))
+    (HERE / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
+    plot(rows, HERE / "variance_ratio.png")
+    plot_curves(rows, HERE / "plots")
+    print(table(rows))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or DEFAULT_DIRS)
+    main()
