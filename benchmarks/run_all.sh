@@ -10,3 +10,4 @@ bash benchmarks/cv_design/run.sh factors
 bash benchmarks/head_to_head/run.sh lunarlander
 bash benchmarks/cv_design/run.sh lunarlander
 bash benchmarks/cv_design/run.sh paper
+bash benchmarks/cv_design/run.sh d256-cvlr

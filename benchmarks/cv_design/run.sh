@@ -7,6 +7,7 @@
 #   bash benchmarks/cv_design/run.sh cartpole   # linear head, seeds 0-4 (pairs with benchmarks/head_to_head)
 #   bash benchmarks/cv_design/run.sh lunarlander
 #   bash benchmarks/cv_design/run.sh paper      # the paper's setting on CartPole: one env, 500-step rollouts
+#   bash benchmarks/cv_design/run.sh d256-cvlr  # the linear head at D256 with a 10× smaller φ learning rate
 # Then: python benchmarks/cv_design/aggregate.py > benchmarks/cv_design/table.md
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -43,5 +44,8 @@ case "${1:-}" in
     cell CartPole-v1 200000 3 200 paper_relax_mlp relax_a2c n_envs=1 n_steps=500
     cell CartPole-v1 200000 3 200 paper_relax_linear relax_a2c n_envs=1 n_steps=500 "$LINEAR"
     ;;
-  *) echo "usage: $0 target|factors|cartpole|lunarlander|paper" >&2; exit 2 ;;
+  d256-cvlr)  # linear raised the variance at D256 with φ's Adam at 1e-3: is φ's optimiser too noisy there?
+    cell relax_rl/TargetMatching-D256-v0 300000 3 200 relax_linear_cvlr1e-4 relax_a2c cv_learning_rate=1e-4 "$LINEAR"
+    ;;
+  *) echo "usage: $0 target|factors|cartpole|lunarlander|paper|d256-cvlr" >&2; exit 2 ;;
 esac
