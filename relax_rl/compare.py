@@ -188,6 +188,15 @@ def _threshold_columns(metrics: dict[str, Any]) -> list[tuple[str, float, Callab
     return columns
 
 
+def median_over_runs(scores: np.ndarray) -> float:
+    """The median over every run of one task.
+
+    Not rliable's ``aggregate_median``: that is the median over *tasks* of each task's mean over
+    runs, so for the single task of a comparison it would be the mean.
+    """
+    return float(np.median(scores))
+
+
 def _estimate(values: Sequence[float], aggregate: Callable[[np.ndarray], float]) -> tuple[float, float, float]:
     point, low, high = bootstrap_interval(np.asarray(values, dtype=float).reshape(-1, 1), aggregate)
     return float(point), float(low), float(high)
@@ -237,7 +246,7 @@ def _solve_table(
     for algo, runs in by_algo.items():
         episodes = [m["episodes"] if solved_at(m) is None else solved_at(m) for m in runs]
         n_solved = sum(solved_at(m) is not None for m in runs)
-        median = _estimate(episodes, rl_metrics.aggregate_median)
+        median = _estimate(episodes, median_over_runs)
         iqm = _estimate(episodes, rl_metrics.aggregate_iqm)
         medians[algo] = median[0]
         rows.append(f"| {algo} | {n_solved}/{len(runs)} solved | {_fmt(median)} | {_fmt(iqm)} |")
@@ -254,8 +263,8 @@ def _return_table(by_algo: dict[str, list[dict[str, Any]]], window: int) -> tupl
     sps = {}
     for algo, runs in by_algo.items():
         returns = [m["final_mean_return"] for m in runs if m["final_mean_return"] is not None]
-        final = _fmt(_estimate(returns, rl_metrics.aggregate_median), 1) if returns else "no episode"
-        sps_estimate = _estimate([m["sps"] for m in runs], rl_metrics.aggregate_median)
+        final = _fmt(_estimate(returns, median_over_runs), 1) if returns else "no episode"
+        sps_estimate = _estimate([m["sps"] for m in runs], median_over_runs)
         sps[algo] = sps_estimate[0]
         wall = float(np.median([m["wall_s"] for m in runs]))
         rows.append(f"| {algo} | {final} | {_fmt(sps_estimate)} | {wall:.1f} |")

@@ -77,6 +77,11 @@ def test_summary_censors_unsolved_runs_and_reports_ratios():
     assert "| median SPS | 0.60 |" in summary
 
 
+def test_median_is_the_median_over_seeds_not_the_mean():
+    by_algo = {"a2c": [_metrics(solved) for solved in (100, 200, 300, 400, 5000)]}
+    assert "| a2c | 5/5 solved | 300 [" in compare.summary_markdown(by_algo, "CartPole-v1")
+
+
 def test_bootstrap_interval():
     runs = np.array([[1.0, 10.0], [3.0, 10.0]])
     mean, low, high = plot.bootstrap_interval(runs, lambda r: r.mean(axis=0))
