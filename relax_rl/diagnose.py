@@ -204,6 +204,29 @@ def sample_estimates(
     return {name: th.stack(per_state) for name, per_state in estimates.items()}
 
 
+class EnvNotCopyableError(ValueError):
+    """The environment cannot be cloned with ``copy.deepcopy`` into a copy that continues like it."""
+
+
+def check_copyable(env: gym.Env, seed: int = 0) -> None:
+    """Raise :class:`EnvNotCopyableError` unless a deep copy of ``env`` steps exactly as ``env`` does.
+
+    The decomposition resamples actions from copies of the environment at fixed states, so a copy
+    must carry the whole state: simulators with native handles (Box2D, for one) copy without error
+    but lose their bodies, and fail or diverge on the next step.
+    """
+    env.reset(seed=seed)
+    action = env.action_space.sample()
+    try:
+        clone = copy.deepcopy(env)
+        expected, got = env.step(action), clone.step(action)
+        same = all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(expected[:4], got[:4], strict=True))
+    except Exception as err:  # whatever a half-copied simulator raises
+        raise EnvNotCopyableError(f"a deep copy of it cannot step ({type(err).__name__}: {err})") from None
+    if not same:
+        raise EnvNotCopyableError("a deep copy of it does not continue as the original does")
+
+
 def diagnose(
     model: BaseAlgorithm, env: gym.Env, n_states: int, n_actions: int, n_continuations: int, seed: int = 0
 ) -> dict[str, VarianceDecomposition]:
@@ -220,7 +243,7 @@ class ActionVarianceCallback(BaseCallback):
     A small decomposition (a few states, actions and continuations, on a private copy of the
     environment) keeps the cost to a fraction of the rollouts it is spread over. It draws from
     forked random streams, so training is the same with or without it. An environment that
-    cannot be copied turns it off with a warning.
+    cannot be copied faithfully (see :func:`check_copyable`) turns it off with a warning.
     """
 
     def __init__(
@@ -232,9 +255,14 @@ class ActionVarianceCallback(BaseCallback):
         n_continuations: int = 2,
     ):
         super().__init__()
-        self.env = gym.make(env_id)
+        self.env: gym.Env | None = gym.make(env_id)
         self.interval, self.sizes = interval, (n_states, n_actions, n_continuations)
         self._next = interval
+        try:
+            check_copyable(self.env)
+        except EnvNotCopyableError as err:
+            warnings.warn(f"train/action_var_frac is off for {env_id}: {err}", stacklevel=2)
+            self.env = None
 
     def _on_step(self) -> bool:
         return True
@@ -243,12 +271,7 @@ class ActionVarianceCallback(BaseCallback):
         if self.env is None or self.num_timesteps < self._next:
             return
         self._next = (self.num_timesteps // self.interval + 1) * self.interval
-        try:
-            results = diagnose(self.model, self.env, *self.sizes, seed=self.num_timesteps)
-        except (TypeError, AttributeError, NotImplementedError) as err:  # native handles that deepcopy refuses
-            warnings.warn(f"train/action_var_frac is off: the environment cannot be copied ({err})", stacklevel=1)
-            self.env = None
-            return
+        results = diagnose(self.model, self.env, *self.sizes, seed=self.num_timesteps)
         own = results.get("relax", results["a2c"])
         self.logger.record("train/action_var_frac", own.action_fraction)
         self.logger.record("train/action_var_frac_a2c", results["a2c"].action_fraction)
@@ -301,10 +324,12 @@ def _diagnose(argv: Sequence[str] | None) -> int:
         model = load_model_safely(args.model, load_algo_class(algo), make_vec_env(env_id, 1), device="cpu")
     except UnsafeModelError as err:
         raise CLIError(str(err)) from None
+    env = gym.make(env_id)
     try:
-        results = diagnose(model, gym.make(env_id), args.samples, args.actions, args.continuations, args.seed)
-    except (TypeError, AttributeError, NotImplementedError) as err:  # deepcopy of envs with native handles
+        check_copyable(env)
+    except EnvNotCopyableError as err:
         raise CLIError(f"{env_id} cannot be copied to resample actions at fixed states: {err}") from None
+    results = diagnose(model, env, args.samples, args.actions, args.continuations, args.seed)
     if args.json:
         print(json.dumps({"algo": algo, "env": env_id, **{k: v.to_dict() for k, v in results.items()}}))
     else:

@@ -6,8 +6,12 @@
   at every step, never stored, so the copy of the env that a checkpoint holds does not trip again
   in the resumed run; and it trips once per process, in whichever env gets there first.
 - ``relax-rl-test/NaNRewardCartPole-v1`` returns NaN rewards after its first ``NAN_AFTER`` steps.
+- ``relax-rl-test/HollowCopyCartPole-v1`` deep-copies without error into a copy that cannot step, as
+  Box2D's envs do (their bodies live in native code); ``.../DriftingCopyCartPole-v1`` copies into one
+  that steps differently.
 """
 
+import copy
 import math
 import os
 import signal
@@ -65,5 +69,25 @@ class NaNRewardCartPole(CartPoleEnv):
         return obs, math.nan if self.steps > NAN_AFTER else reward, terminated, truncated, info
 
 
+class HollowCopyCartPole(CartPoleEnv):
+    """CartPole-v1 whose deep copy has lost its state: stepping the copy fails, like a copied Box2D env."""
+
+    def __deepcopy__(self, memo):
+        clone = copy.copy(self)
+        clone.state = None
+        return clone
+
+
+class DriftingCopyCartPole(CartPoleEnv):
+    """CartPole-v1 whose deep copy steps without error but from a perturbed state."""
+
+    def __deepcopy__(self, memo):
+        clone = copy.copy(self)
+        clone.state = tuple(x + 0.01 for x in self.state)
+        return clone
+
+
+gym.register("relax-rl-test/HollowCopyCartPole-v1", entry_point=HollowCopyCartPole, max_episode_steps=500)
+gym.register("relax-rl-test/DriftingCopyCartPole-v1", entry_point=DriftingCopyCartPole, max_episode_steps=500)
 gym.register("relax-rl-test/TripwireCartPole-v1", entry_point=TripwireCartPole, max_episode_steps=500)
 gym.register("relax-rl-test/NaNRewardCartPole-v1", entry_point=NaNRewardCartPole, max_episode_steps=500)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import fault_envs  # noqa: F401  (registers the misbehaving envs)
 import gymnasium as gym
 import pytest
 import torch
@@ -137,3 +138,30 @@ def test_the_logged_diagnostic_leaves_training_unchanged() -> None:
 
     with_diagnostic = ActionVarianceCallback("CartPole-v1", interval=20, n_states=2, n_actions=2, n_continuations=2)
     assert torch.equal(final_parameters(None), final_parameters(with_diagnostic))
+
+
+@pytest.mark.parametrize(
+    ("env_id", "reason"),
+    [
+        ("relax-rl-test/HollowCopyCartPole-v1", "cannot step"),
+        ("relax-rl-test/DriftingCopyCartPole-v1", "does not continue"),
+    ],
+)
+def test_an_env_that_does_not_copy_faithfully_is_refused(env_id: str, reason: str) -> None:
+    from relax_rl.diagnose import EnvNotCopyableError, check_copyable
+
+    check_copyable(gym.make("CartPole-v1"))  # a faithful copy passes
+    with pytest.raises(EnvNotCopyableError, match=reason):
+        check_copyable(gym.make(env_id))
+
+
+def test_training_goes_on_without_the_diagnostic_when_the_env_cannot_be_copied() -> None:
+    """LunarLander's deep copy cannot step; the training-time diagnostic must switch off, not crash."""
+    from relax_rl.diagnose import ActionVarianceCallback
+
+    env_id = "relax-rl-test/HollowCopyCartPole-v1"
+    with pytest.warns(UserWarning, match="action_var_frac is off .* cannot step"):
+        callback = ActionVarianceCallback(env_id, interval=10, n_states=2, n_actions=2, n_continuations=2)
+    model = RelaxA2C("MlpPolicy", make_vec_env(env_id, 2, 0), seed=0, device="cpu")
+    model.learn(40, callback=callback)
+    assert model.num_timesteps == 40 and "train/action_var_frac" not in model.logger.name_to_value

@@ -1,7 +1,7 @@
 """Training throughput of RelaxA2C against SB3's A2C, measured side by side in one process.
 
 Both algorithms train on the same vectorised env with the same settings; runs alternate
-(A2C, RELAX logits, RELAX params, A2C, ...) so that drifts in machine load hit all of them
+(A2C, RELAX logits, RELAX params, RELAX linear head, A2C, ...) so that drifts in machine load hit all of them
 alike, and each configuration's median SPS over the repeats is reported with its ratio to A2C.
 
     python benchmarks/sps/training_sps.py --env CartPole-v1 --steps 50000 --repeats 5
@@ -26,6 +26,7 @@ CONFIGS = {
     "a2c": (A2C, {}),
     "relax_a2c (logits)": (RelaxA2C, {"cv_objective": "logits"}),
     "relax_a2c (params)": (RelaxA2C, {"cv_objective": "params"}),
+    "relax_a2c (logits, linear head)": (RelaxA2C, {"policy_kwargs": {"cv_arch": "linear"}}),
 }
 
 
