@@ -489,16 +489,28 @@ def _stop_message(stop: Stop, run_dir: Path) -> tuple[str, int]:
 
 def _make_env(config: RunConfig, run_dir: Path, *, training: bool) -> VecEnv:
     """Training env (monitored into run_dir) or evaluation env, normalised as the config says."""
+    normalize = config.normalize_kwargs()
+    # VecNormalize works on numpy: a normalised run keeps gymnasium's envs rather than torch ones.
+    backend = "gymnasium" if normalize is not None and not is_atari(config.env) else "auto"
     try:
         if training:
             env = make_vec_env(
-                config.env, config.n_envs, config.seed, monitor_dir=run_dir, frame_stack=config.frame_stack
+                config.env,
+                config.n_envs,
+                config.seed,
+                device=config.device,
+                monitor_dir=run_dir,
+                frame_stack=config.frame_stack,
+                backend=backend,
             )
         else:
-            env = make_vec_env(config.env, 1, config.seed + EVAL_SEED_OFFSET, frame_stack=config.frame_stack)
+            env = make_vec_env(
+                config.env, 1, config.seed + EVAL_SEED_OFFSET, frame_stack=config.frame_stack, backend=backend
+            )
     except gym.error.Error as err:
         raise CLIError(f"cannot create {config.env}: {first_line(err)}") from None
-    normalize = config.normalize_kwargs()
+    except ValueError as err:  # n_envs, device or backend that cannot serve this env
+        raise CLIError(f"cannot create {config.env}: {first_line(err)}") from None
     if normalize is None:
         return env
     if not training:

@@ -49,9 +49,10 @@ def test_unknown_env_without_close_match_still_says_what_is_wrong():
 
 def test_backend_choice_is_checked():
     with pytest.raises(ValueError, match="unknown backend"):
-        make_vec_env("CartPole-v1", backend="torch")
-    with pytest.raises(ValueError, match="only serves Atari"):
-        make_vec_env("CartPole-v1", backend="ale")
+        make_vec_env("CartPole-v1", backend="jax")
+    for backend in ("ale", "sb3_atari"):
+        with pytest.raises(ValueError, match="only serves Atari"):
+            make_vec_env("CartPole-v1", backend=backend)
 
 
 def test_atari_ids_are_recognised():
@@ -60,6 +61,6 @@ def test_atari_ids_are_recognised():
 
 
 def test_atari_gets_preprocessing_and_a_frame_stack(tmp_path):
-    venv = make_vec_env("ALE/Pong-v5", n_envs=2, monitor_dir=tmp_path)
+    venv = make_vec_env("ALE/Pong-v5", n_envs=2, monitor_dir=tmp_path, backend="sb3_atari")
     assert venv.reset().shape == (2, 84, 84, 4)
     venv.close()

@@ -19,6 +19,7 @@ from relax_rl.agents.policies import (
     RelaxMultiInputActorCriticPolicy,
 )
 from relax_rl.agents.spaces import actions_for_relaxation, estimator_for, split_mean_log_std
+from relax_rl.agents.tensor_rollout import TensorRolloutMixin
 
 SelfRelaxA2C = TypeVar("SelfRelaxA2C", bound="RelaxA2C")
 
@@ -29,7 +30,7 @@ def _all_finite(tensors: list[th.Tensor]) -> bool:
     return all(bool(th.isfinite(t).all()) for t in tensors)
 
 
-class RelaxA2C(A2C):
+class RelaxA2C(TensorRolloutMixin, A2C):
     """Advantage actor-critic whose baseline is ``c(s, z) = V(s) + ĉ_φ(s, relax(z, τ))``.
 
     Discrete, MultiDiscrete and MultiBinary actions use RELAX (DESIGN.md §4). ``Box`` actions use a

@@ -1,0 +1,80 @@
+"""Rollout collection that stays on the device, for envs that step as tensors (:class:`TorchVecEnv`)."""
+
+from __future__ import annotations
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
+
+from relax_rl.agents.buffers import TensorRolloutBuffer
+from relax_rl.envs.torch_envs import TorchVecEnv
+
+
+class TensorRolloutMixin(OnPolicyAlgorithm):
+    """Collects rollouts from a :class:`TorchVecEnv` without leaving the device; any other env goes to SB3.
+
+    This mirrors ``OnPolicyAlgorithm.collect_rollouts`` step for step (the same callbacks, counters,
+    ``ep_info_buffer`` and bootstrapping of truncated episodes with the value of their terminal
+    observation) into a :class:`TensorRolloutBuffer`, which the algorithm's ``train`` reads as it reads
+    SB3's buffer: there is one update step for both paths.
+    """
+
+    def collect_rollouts(
+        self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
+    ) -> bool:
+        if not isinstance(env, TorchVecEnv):
+            return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
+        assert self._last_obs is not None, "No previous observation was provided"
+        buffer = self._tensor_rollout_buffer()
+        self.policy.set_training_mode(False)
+        buffer.reset()
+        callback.on_rollout_start()
+        new_obs = dones = None
+        for _ in range(n_rollout_steps):
+            with th.no_grad():
+                actions, values, log_probs = self.policy(self._last_obs.to(self.device))
+            clipped_actions = actions
+            if isinstance(self.action_space, spaces.Box):  # sampled actions are stored, clipped ones executed
+                low, high = (
+                    th.as_tensor(b, device=actions.device) for b in (self.action_space.low, self.action_space.high)
+                )
+                clipped_actions = th.clamp(actions, low, high)
+            new_obs, rewards, dones, infos = env.step(clipped_actions)
+            self.num_timesteps += env.num_envs
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return False
+            # What _update_info_buffer does (torch envs report no is_success), without scanning every info.
+            self.ep_info_buffer.extend(env.last_episodes)
+            truncated = env.truncated.nonzero().flatten()
+            if len(truncated):  # a timeout is no terminal state: bootstrap with V(terminal observation)
+                with th.no_grad():
+                    terminal_values = self.policy.predict_values(env.terminal_obs[truncated].to(self.device))
+                rewards = rewards.to(self.device, copy=True)
+                rewards[truncated] += self.gamma * terminal_values.flatten()
+            buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs)
+            self._last_obs = new_obs
+            self._last_episode_starts = dones
+        with th.no_grad():
+            values = self.policy.predict_values(new_obs.to(self.device))
+        buffer.compute_returns_and_advantage(last_values=values, dones=dones.to(self.device))
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    def _tensor_rollout_buffer(self) -> TensorRolloutBuffer:
+        """The algorithm's buffer, replaced by a tensor one of the same size the first time it is needed."""
+        if not isinstance(self.rollout_buffer, TensorRolloutBuffer):
+            self.rollout_buffer = TensorRolloutBuffer(
+                self.n_steps,
+                self.observation_space,
+                self.action_space,
+                self.device,
+                gamma=self.gamma,
+                gae_lambda=self.gae_lambda,
+                n_envs=self.n_envs,
+            )
+        return self.rollout_buffer
