@@ -143,7 +143,7 @@ def test_bundled_configs_cover_the_benchmarks_and_match_where_it_matters():
         theirs = {**relax["default"], **(relax[env_id] or {})}
         relax_only = {key: theirs.pop(key) for key in list(theirs) if key.startswith("cv_")}
         assert ours == theirs, env_id  # the comparison differs only in the estimator
-        assert relax_only == {"cv_learning_rate": 1e-3, "cv_objective": "logits"}
+        assert relax_only == {"cv_learning_rate": 1e-3, "cv_objective": "logits", "cv_steps": 1}  # the study's choice
 
 
 def test_a2c_config_is_sb3_defaults():
