@@ -80,7 +80,8 @@ def cell_rows(results: Path) -> list[dict]:
                 early_ratios.append(variance_ratio(run_dir, EARLY))
             fractions += _scalars(run_dir, "train/action_var_frac_a2c")
         n_solved = sum(r["metrics"]["solved_at_timestep"] is not None for r in algo_runs)
-        cell = results.parent.name if len(by_algo) == 1 else f"{results.parent.name}:{algo}"
+        # benchmarks/head_to_head holds A2C and RELAX-A2C at its default design, the MLP head.
+        cell = results.parent.name if len(by_algo) == 1 else {"a2c": "a2c"}.get(algo, "relax_mlp")
         rows.append(
             {
                 "env": algo_runs[0]["metrics"]["env"],
@@ -162,6 +163,7 @@ def plot_curves(rows: list[dict], out_dir: Path) -> None:
 
 def main() -> None:
     rows = [row for d in CELL_DIRS for results in sorted(d.rglob("results.json")) for row in cell_rows(results)]
+    rows.sort(key=lambda r: (r["env"], r["cell"] != "a2c", r["cell"]))
     (HERE / "table.md").write_text(table(rows))
     (HERE / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
     plot(rows, HERE / "variance_ratio.png")
