@@ -14,6 +14,7 @@ law-of-total-variance diagnostic logged every 50k steps), median over its logs; 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -50,6 +51,11 @@ def variance_ratio(run_dir: Path, fraction: float = 1.0) -> float | None:
     relax, a2c = _scalars(run_dir, "train/policy_grad_var"), _scalars(run_dir, "train/policy_grad_var_a2c")
     relax, a2c = relax[: int(len(relax) * fraction)], a2c[: int(len(a2c) * fraction)]
     return sum(relax) / sum(a2c) if relax and sum(a2c) > 0 else None
+
+
+def _natural(text: str) -> tuple:
+    """Sort key that puts D16 before D64 before D256."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
 
 
 def _median(values: list[float]) -> float | None:
@@ -163,7 +169,7 @@ def plot_curves(rows: list[dict], out_dir: Path) -> None:
 
 def main() -> None:
     rows = [row for d in CELL_DIRS for results in sorted(d.rglob("results.json")) for row in cell_rows(results)]
-    rows.sort(key=lambda r: (r["env"], r["cell"] != "a2c", r["cell"]))
+    rows.sort(key=lambda r: (_natural(r["env"]), r["cell"] != "a2c", r["cell"]))
     (HERE / "table.md").write_text(table(rows))
     (HERE / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
     plot(rows, HERE / "variance_ratio.png")
