@@ -49,7 +49,8 @@ def variance_ratio(run_dir: Path, fraction: float = 1.0) -> float | None:
     noise is large, which are the ones that decide learning.
     """
     relax, a2c = _scalars(run_dir, "train/policy_grad_var"), _scalars(run_dir, "train/policy_grad_var_a2c")
-    relax, a2c = relax[: int(len(relax) * fraction)], a2c[: int(len(a2c) * fraction)]
+    keep = max(1, round(len(relax) * fraction))  # at least one logged update
+    relax, a2c = relax[:keep], a2c[:keep]
     return sum(relax) / sum(a2c) if relax and sum(a2c) > 0 else None
 
 
