@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -23,21 +24,19 @@ def positive_int(text: str) -> int:
     return value
 
 
-def open_unit(text: str) -> float:
+def _float_where(text: str, accept: Callable[[float], bool], what: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = math.nan
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number strictly between 0 and 1, got {text!r}")
+        value = math.nan  # accepted by no rule below
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
     return value
+
+
+def open_unit(text: str) -> float:
+    return _float_where(text, lambda v: 0 < v < 1, "a number strictly between 0 and 1")
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
+    return _float_where(text, lambda v: 0 < v < math.inf, "a positive number")
