@@ -30,16 +30,17 @@ CELL_DIRS = [HERE / "cells", HERE.parent / "head_to_head"]
 EARLY = 0.2  # the first fifth of a run's updates: while the policy is still far from deterministic
 
 
-def _scalars(run_dir: Path, tag: str) -> list[float]:
-    values: list[float] = []
+def _scalars(run_dir: Path) -> dict[str, list[float]]:
+    """Every scalar a run logged to TensorBoard, by tag (the event files are read once)."""
+    values: dict[str, list[float]] = {}
     for events in run_dir.glob("*_1"):
         acc = EventAccumulator(str(events)).Reload()
-        if tag in acc.Tags()["scalars"]:
-            values += [e.value for e in acc.Scalars(tag)]
+        for tag in acc.Tags()["scalars"]:
+            values.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
     return values
 
 
-def variance_ratio(run_dir: Path, fraction: float = 1.0) -> float | None:
+def variance_ratio(scalars: dict[str, list[float]], fraction: float = 1.0) -> float | None:
     """Σ policy_grad_var / Σ policy_grad_var_a2c over the first ``fraction`` of the logged updates
     (None for SB3's A2C).
 
@@ -48,7 +49,7 @@ def variance_ratio(run_dir: Path, fraction: float = 1.0) -> float | None:
     climbs past 30 at variances near 1e-6), while the sums weigh the updates where the gradient
     noise is large, which are the ones that decide learning.
     """
-    relax, a2c = _scalars(run_dir, "train/policy_grad_var"), _scalars(run_dir, "train/policy_grad_var_a2c")
+    relax, a2c = scalars.get("train/policy_grad_var", []), scalars.get("train/policy_grad_var_a2c", [])
     keep = max(1, round(len(relax) * fraction))  # at least one logged update
     relax, a2c = relax[:keep], a2c[:keep]
     return sum(relax) / sum(a2c) if relax and sum(a2c) > 0 else None
@@ -82,10 +83,11 @@ def cell_rows(results: Path) -> list[dict]:
             solved = m["solved_at_timestep"]
             updates.append((solved if solved is not None else m["timesteps"]) / batch)
             episodes.append(m["solved_at_episode"] if solved is not None else m["episodes"])
-            if (ratio := variance_ratio(run_dir)) is not None:
+            scalars = _scalars(run_dir)
+            if (ratio := variance_ratio(scalars)) is not None:
                 ratios.append(ratio)
-                early_ratios.append(variance_ratio(run_dir, EARLY))
-            fractions += _scalars(run_dir, "train/action_var_frac_a2c")
+                early_ratios.append(variance_ratio(scalars, EARLY))
+            fractions += scalars.get("train/action_var_frac_a2c", [])
         n_solved = sum(r["metrics"]["solved_at_timestep"] is not None for r in algo_runs)
         # benchmarks/head_to_head holds A2C and RELAX-A2C at its default design, the MLP head.
         cell = results.parent.name if len(by_algo) == 1 else {"a2c": "a2c"}.get(algo, "relax_mlp")
