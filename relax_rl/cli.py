@@ -57,7 +57,7 @@ from relax_rl.checkpoint import (
     read_meta,
 )
 from relax_rl.config import ALGOS, ConfigError, RunConfig, load_algo_class, parse_overrides, resolve_config
-from relax_rl.diagnose import ActionVarianceCallback
+from relax_rl.diagnose import ActionVarianceCallback, observes_raw_env
 from relax_rl.envs import UnknownEnvError, get_spec, is_atari, make_vec_env
 from relax_rl.errors import first_line
 from relax_rl.safe_load import UnsafeModelError, load_model_safely, load_normalization
@@ -411,10 +411,10 @@ class _Session:
             parts["evaluator"] = evaluator
         checkpointer = Checkpointer(run_dir, {"algo": config.algo, "env": config.env, "seed": config.seed}, parts)
         control = RunControl(checkpointer.save, config.checkpoint_freq, config.max_bad_updates, StopSignals())
-        # The decomposition resamples actions on raw copies of the env: not for wrapped observations.
-        raw_env = not (config.normalize or config.frame_stack or is_atari(config.env))
         diagnostics = (
-            ActionVarianceCallback(config.env, config.diagnose_freq) if config.diagnose_freq and raw_env else None
+            ActionVarianceCallback(config.env, config.diagnose_freq)
+            if config.diagnose_freq and observes_raw_env(config)
+            else None
         )
         return cls(tracker, evaluator, clock, control, parts, diagnostics)
 
@@ -507,9 +507,7 @@ def _make_env(config: RunConfig, run_dir: Path, *, training: bool) -> VecEnv:
             env = make_vec_env(
                 config.env, 1, config.seed + EVAL_SEED_OFFSET, frame_stack=config.frame_stack, backend=backend
             )
-    except gym.error.Error as err:
-        raise CLIError(f"cannot create {config.env}: {first_line(err)}") from None
-    except ValueError as err:  # n_envs, device or backend that cannot serve this env
+    except (gym.error.Error, ValueError) as err:  # ValueError: n_envs, device or backend that cannot serve the env
         raise CLIError(f"cannot create {config.env}: {first_line(err)}") from None
     if normalize is None:
         return env

@@ -31,6 +31,8 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import Tensor
 
 from relax_rl.agents.spaces import actions_for_relaxation, estimator_for, split_mean_log_std
+from relax_rl.config import RunConfig
+from relax_rl.envs import is_atari
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,12 @@ def sample_estimates(
     return {name: th.stack(per_state) for name, per_state in estimates.items()}
 
 
+def observes_raw_env(config: RunConfig) -> bool:
+    """Whether the run's policy sees the env's own observations, which the decomposition resamples on
+    copies of the env: not when VecNormalize, frame stacking or Atari preprocessing sit in between."""
+    return not (config.normalize or config.frame_stack or is_atari(config.env))
+
+
 class EnvNotCopyableError(ValueError):
     """The environment cannot be cloned with ``copy.deepcopy`` into a copy that continues like it."""
 
@@ -318,8 +326,10 @@ def _diagnose(argv: Sequence[str] | None) -> int:
     env_id = args.env or (run_config.env if run_config else None)
     if env_id is None:
         raise CLIError(f"no --env given and no config.yml next to {args.model}")
-    if run_config is not None and (run_config.normalize_kwargs() or run_config.frame_stack):
-        raise CLIError("diagnose needs the raw environment: VecNormalize and frame stacking are not supported")
+    if run_config is not None and not observes_raw_env(run_config):
+        raise CLIError(
+            "diagnose needs the raw environment: VecNormalize, frame stacking and Atari preprocessing are not supported"
+        )
     try:  # make_vec_env validates the id, with close matches if it is unknown
         model = load_model_safely(args.model, load_algo_class(algo), make_vec_env(env_id, 1), device="cpu")
     except UnsafeModelError as err:

@@ -165,3 +165,14 @@ def test_training_goes_on_without_the_diagnostic_when_the_env_cannot_be_copied()
     model = RelaxA2C("MlpPolicy", make_vec_env(env_id, 2, 0), seed=0, device="cpu")
     model.learn(40, callback=callback)
     assert model.num_timesteps == 40 and "train/action_var_frac" not in model.logger.name_to_value
+
+
+def test_only_runs_that_see_the_raw_env_are_diagnosed() -> None:
+    from relax_rl.config import parse_overrides, resolve_config
+    from relax_rl.diagnose import observes_raw_env
+
+    assert observes_raw_env(resolve_config("relax_a2c", "CartPole-v1", 0))
+    assert not observes_raw_env(
+        resolve_config("relax_a2c", "CartPole-v1", 0, overrides=parse_overrides(["normalize=true"]))
+    )
+    assert not observes_raw_env(resolve_config("relax_a2c", "ALE/Pong-v5", 0))  # preprocessed and frame-stacked
