@@ -30,7 +30,7 @@ from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import Tensor
 
-from relax_rl.agents.spaces import actions_for_relaxation, estimator_for, split_mean_log_std
+from relax_rl.agents.spaces import actions_for_relaxation, distribution_from_params, estimator_for
 from relax_rl.config import RunConfig
 from relax_rl.envs import is_atari
 
@@ -107,13 +107,6 @@ def _policy_outputs(model: BaseAlgorithm, obs: np.ndarray) -> tuple[Tensor, Tens
     return _distribution_params(policy, latent_pi), policy.value_net(latent_vf).flatten(), pi_features
 
 
-def _sample_actions(policy: ActorCriticPolicy, rows: Tensor) -> Tensor:
-    """One action per row of distribution parameters, from SB3's distribution for the action space."""
-    if isinstance(policy.action_dist, DiagGaussianDistribution):
-        return policy.action_dist.proba_distribution(*split_mean_log_std(rows)).sample()
-    return policy.action_dist.proba_distribution(action_logits=rows).sample()
-
-
 def _snapshots(model: BaseAlgorithm, env: gym.Env, n_states: int, stride: int, seed: int) -> list[_Snapshot]:
     """On-policy states, ``stride`` steps apart, with a copy of the environment in each."""
     snapshots: list[_Snapshot] = []
@@ -181,7 +174,7 @@ def sample_estimates(
     for snapshot in _snapshots(model, env, n_states, stride, seed):
         params, value, features = _policy_outputs(model, snapshot.obs)
         with th.no_grad():
-            actions = _sample_actions(model.policy, params.expand(n_actions, -1))
+            actions = distribution_from_params(model.policy.action_dist, params.expand(n_actions, -1)).sample()
         flat_actions = actions.repeat_interleave(n_continuations, 0)
         returns = th.tensor(
             [_n_step_return(model, snapshot, _env_action(a, model.action_space), rng) for a in flat_actions],

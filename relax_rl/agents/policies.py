@@ -14,7 +14,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import CombinedExtractor, NatureCNN
 from stable_baselines3.common.type_aliases import Schedule
 
-from relax_rl.agents.spaces import estimator_for, split_mean_log_std
+from relax_rl.agents.spaces import distribution_from_params, estimator_for
 from relax_rl.estimators import ARCHITECTURES, make_control_variate
 
 
@@ -130,9 +130,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
 
     def distribution_from_params(self, params: th.Tensor) -> Distribution:
         """SB3's action distribution for rows of :meth:`distribution_params`."""
-        if isinstance(self.action_dist, DiagGaussianDistribution):
-            return self.action_dist.proba_distribution(*split_mean_log_std(params))
-        return self.action_dist.proba_distribution(action_logits=params)
+        return distribution_from_params(self.action_dist, params)
 
     def _get_action_dist_from_latent(self, latent_pi: th.Tensor) -> Distribution:
         # Acting and the update share one parameterisation (and the log σ head, when there is one).

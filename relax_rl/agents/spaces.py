@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 from gymnasium import spaces
+from stable_baselines3.common.distributions import DiagGaussianDistribution, Distribution
 from torch import Tensor
 
 from relax_rl.estimators import (
@@ -82,6 +83,13 @@ def split_mean_log_std(params: Tensor) -> tuple[Tensor, Tensor]:
     """A Gaussian policy's per-step distribution parameters ``[μ, log σ]``, split into ``μ`` and ``log σ``."""
     mean, log_std = params.chunk(2, dim=-1)
     return mean, log_std
+
+
+def distribution_from_params(action_dist: Distribution, params: Tensor) -> Distribution:
+    """SB3's ``action_dist`` set to rows of distribution parameters: logits, or ``[μ, log σ]`` for a Gaussian."""
+    if isinstance(action_dist, DiagGaussianDistribution):
+        return action_dist.proba_distribution(*split_mean_log_std(params))
+    return action_dist.proba_distribution(action_logits=params)
 
 
 class ActionEstimator(ABC):
