@@ -33,15 +33,13 @@ class TensorRolloutMixin(OnPolicyAlgorithm):
         buffer.reset()
         callback.on_rollout_start()
         new_obs = dones = None
+        bounds = None
+        if isinstance(self.action_space, spaces.Box):  # sampled actions are stored, clipped ones executed
+            bounds = [th.as_tensor(b, device=self.device) for b in (self.action_space.low, self.action_space.high)]
         for _ in range(n_rollout_steps):
             with th.no_grad():
                 actions, values, log_probs = self.policy(self._last_obs.to(self.device))
-            clipped_actions = actions
-            if isinstance(self.action_space, spaces.Box):  # sampled actions are stored, clipped ones executed
-                low, high = (
-                    th.as_tensor(b, device=actions.device) for b in (self.action_space.low, self.action_space.high)
-                )
-                clipped_actions = th.clamp(actions, low, high)
+            clipped_actions = actions if bounds is None else th.clamp(actions, *bounds)
             new_obs, rewards, dones, infos = env.step(clipped_actions)
             self.num_timesteps += env.num_envs
             callback.update_locals(locals())

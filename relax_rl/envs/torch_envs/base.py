@@ -111,20 +111,20 @@ class TorchVecEnv(NativeVecEnv):
         self.last_episodes = []
         done_ids = dones.nonzero().flatten()
         if len(done_ids):  # one host sync per step; the rest stays on the device
-            self._record_episodes(done_ids.tolist(), done_ids, infos)
+            self._record_episodes(done_ids, infos)
             self._reset_states(dones)
             self.episode_returns[done_ids] = 0
             self.episode_lengths[done_ids] = 0
         return self.observe(), rewards, dones, infos
 
-    def _record_episodes(self, ids: list[int], done_ids: th.Tensor, infos: list[dict[str, Any]]) -> None:
+    def _record_episodes(self, done_ids: th.Tensor, infos: list[dict[str, Any]]) -> None:
         episodes = self.episodes.finish(
             self.episode_returns[done_ids].tolist(), self.episode_lengths[done_ids].tolist()
         )
         self.last_episodes = episodes
         truncated = self.truncated[done_ids].tolist()
         terminal = self.terminal_obs[done_ids]
-        for k, (i, episode) in enumerate(zip(ids, episodes, strict=True)):
+        for k, (i, episode) in enumerate(zip(done_ids.tolist(), episodes, strict=True)):
             infos[i] = {"terminal_observation": terminal[k], "TimeLimit.truncated": truncated[k], "episode": episode}
 
     def close(self) -> None:
