@@ -3,7 +3,7 @@
 A checkpoint is an SB3 model zip (``evaluate.py`` and ``BaseAlgorithm.load`` read it as a model) with
 two more entries: ``relax_rl/resume.json``, which run wrote it, and ``relax_rl/resume.pkl``, what SB3
 does not save: the training env (and the evaluation env) with their own random state and VecNormalize
-statistics, the global RNG states, and the callbacks' state. SB3's part already holds the policy (φ
+statistics, the global RNG states, the callbacks' state and a critic's replay. SB3's part already holds the policy (φ
 and τ included), both optimisers, the timestep count, the last observation and the episode buffers.
 
 Checkpoints are taken at rollout boundaries (see :class:`relax_rl.callbacks.RunControl`) and written
@@ -85,9 +85,11 @@ class Checkpointer:
         """Write the checkpoint of ``model``'s current state (call only at a rollout boundary)."""
         path = checkpoint_path(self.run_dir, model.num_timesteps)
         meta = {"format": FORMAT_VERSION, **self.meta, "timesteps": model.num_timesteps}
-        payload = _dumps(
-            {"env": model.get_env(), "parts": {n: p.state_dict() for n, p in self.parts.items()}, "rng": _rng(model)}
-        )
+        parts = {n: p.state_dict() for n, p in self.parts.items()}
+        # What model.save leaves out but the next update reads: a critic's replay (SB3 saves its off-policy
+        # replay buffers apart from the model too).
+        replay = getattr(model, "replay", None)
+        payload = _dumps({"env": model.get_env(), "parts": parts, "rng": _rng(model), "replay": replay})
 
         def write(tmp: str) -> None:
             model.save(tmp)
@@ -131,6 +133,8 @@ def load_checkpoint(
         with zipfile.ZipFile(path) as archive:
             state = _EnvUnpickler(io.BytesIO(archive.read(STATE_ENTRY)), run_dir).load()
         model.set_env(state["env"], force_reset=False)
+        if state.get("replay") is not None:
+            model.replay = state["replay"]
         for name, part in parts.items():
             part.load_state_dict(state["parts"][name])
         _set_rng(model, state["rng"])

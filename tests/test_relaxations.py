@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import pytest
 import torch
-from scipy.stats import ks_2samp
+from scipy.stats import ks_2samp, kstest
 from test_estimators import biased_categorical_conditional
 
 from relax_rl.estimators import (
@@ -29,6 +32,34 @@ def test_bernoulli_conditional_matches_restricted_law(logit: float, b_value: flo
     z_tilde = rel.conditional_z(torch.full((N, 1), logit), torch.full((N, 1), b_value))
     assert (rel.hard(z_tilde) == b_value).all()
     assert ks_2samp(restricted.numpy(), z_tilde.flatten().numpy()).pvalue > ALPHA
+
+
+def truncated_logistic_cdf(logit: float, b_value: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The CDF of ``z ~ Logistic(ℓ, 1)`` given ``H(z) = b``, in float64 (the reference law)."""
+    p = 1.0 / (1.0 + np.exp(-logit))
+
+    def cdf(z: np.ndarray) -> np.ndarray:
+        f = 1.0 / (1.0 + np.exp(-(np.asarray(z, dtype=np.float64) - logit)))
+        if b_value > 0.5:  # z > 0: (F(z) − (1 − p)) / p
+            return np.clip((f - (1.0 - p)) / p, 0.0, 1.0)
+        return np.clip(f / (1.0 - p), 0.0, 1.0)  # z < 0: F(z) / (1 − p)
+
+    return cdf
+
+
+@pytest.mark.parametrize("logit", [-16.0, -12.0, 12.0, 16.0])
+@pytest.mark.parametrize("b_value", [0.0, 1.0])
+def test_bernoulli_conditional_keeps_its_law_in_float32_at_saturated_logits(logit: float, b_value: float) -> None:
+    """At |ℓ| ≥ 12, forming v' = (1 − p) + v p in float32 gave z̃ the wrong sign (all of them at ±16)."""
+    torch.manual_seed(0)
+    z_tilde = BernoulliRelaxation().conditional_z(
+        torch.full((N, 1), logit, dtype=torch.float32), torch.full((N, 1), b_value)
+    )
+    assert z_tilde.dtype == torch.float32
+    assert torch.isfinite(z_tilde).all()
+    assert (BernoulliRelaxation().hard(z_tilde) == b_value).all()
+    sample = z_tilde.flatten().double().numpy()
+    assert kstest(sample, truncated_logistic_cdf(logit, b_value)).pvalue > ALPHA
 
 
 LOGITS = torch.tensor([0.4, -0.8, 1.1, 0.0])

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.preprocessing import get_action_dim, get_obs_shape
 from stable_baselines3.common.type_aliases import RolloutBufferSamples
 
@@ -100,3 +101,35 @@ class TensorRolloutBuffer:
             self.advantages.flatten(),
             self.return_tensor.flatten(),
         )
+
+
+def whole_rollout(buffer: RolloutBuffer | TensorRolloutBuffer) -> tuple[RolloutBufferSamples, th.Tensor]:
+    """The rollout's rows in collection order (row ``j · n_envs + e`` is step ``j`` of env ``e``), and
+    each row's steps to the bootstrap ``h = n − j``.
+
+    SB3's ``RolloutBuffer.get`` shuffles its rows, after which a row's position in the rollout, and
+    so ``h``, cannot be recovered; this reads the buffer as collected instead.
+    """
+    n, n_envs = buffer.buffer_size, buffer.n_envs
+    horizon = th.arange(n, 0, -1, device=buffer.device).repeat_interleave(n_envs)
+    if isinstance(buffer, TensorRolloutBuffer):
+        return next(buffer.get()), horizon
+
+    def rows(array: np.ndarray) -> th.Tensor:
+        return buffer.to_torch(array.reshape(n * n_envs, *array.shape[2:]))
+
+    observations = buffer.observations
+    obs = (
+        {key: rows(value) for key, value in observations.items()}
+        if isinstance(observations, dict)
+        else rows(observations)
+    )
+    samples = RolloutBufferSamples(
+        obs,
+        rows(buffer.actions),
+        rows(buffer.values).flatten(),
+        rows(buffer.log_probs).flatten(),
+        rows(buffer.advantages).flatten(),
+        rows(buffer.returns).flatten(),
+    )
+    return samples, horizon

@@ -37,12 +37,20 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
     their own. For a ``Box`` action space the policy is SB3's diagonal Gaussian and
     ``ĉ_φ`` reads the action itself (no relaxation, no temperature).
 
+    :param pg_estimator: ``"relax"`` (LAX for a ``Box``), ``"all_action"`` (discrete spaces: ``q̂`` affine in
+        the action's one-hot blocks or bits, summed over the actions exactly) or ``"a2c"`` (no control
+        variate: A2C's estimator, the control); RelaxA2C passes its own
     :param cv_net_arch: hidden layer sizes of ``ĉ_φ``
     :param cv_arch: ``"mlp"`` on ``[features, relaxed action]``; ``"linear"``, linear in the relaxed
-        action with weights from the features; ``"factorised"``, a sum of one shared network over sub-actions
-    :param cv_relaxed_input: feed ``ĉ_φ`` the relaxed action ``softmax(z/τ)`` (True) or ``z`` itself
+        action with weights from the features; ``"factorised"``, a sum of one shared network over
+        sub-actions. Default: ``"mlp"``, and ``"linear"`` (the only choice) for ``"all_action"``
+    :param cv_relaxed_input: feed ``ĉ_φ`` the relaxed action ``softmax(z/τ)`` (True) or ``z`` itself;
+        ``"all_action"`` feeds it the action's indicator
     :param cv_temperature: initial temperature ``τ`` of the relaxation (discrete spaces only; default 0.5)
     :param learn_temperature: whether ``τ`` is one of the parameters ``φ`` (discrete spaces only; default True)
+    :param cv_temperature_bounds: the range ``τ`` is kept in while it learns
+    :param cv_horizon: the rollout length ``n``, when ``ĉ_φ`` also reads a row's steps to the bootstrap
+        ``h`` (as ``h / n``); 0 for not. RelaxA2C sets it from ``cv_horizon_input``
     :param log_std_head: ``Box`` spaces only: ``log σ`` is a linear head on the policy's latent,
         initialised to ``log_std_init``, instead of SB3's state-independent parameter
     """
@@ -53,15 +61,18 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         action_space: spaces.Space,
         lr_schedule: Schedule,
         *args: Any,
+        pg_estimator: str = "relax",
         cv_net_arch: Sequence[int] = (64, 64),
-        cv_arch: str = "mlp",
-        cv_relaxed_input: bool = True,
+        cv_arch: str | None = None,
+        cv_relaxed_input: bool | None = None,
         cv_temperature: float | None = None,
         learn_temperature: bool | None = None,
+        cv_temperature_bounds: tuple[float, float] = (0.1, 5.0),
+        cv_horizon: int = 0,
         log_std_head: bool = False,
         **kwargs: Any,
     ):
-        self.estimator = estimator_for(action_space)
+        self.estimator = estimator_for(action_space, pg_estimator)
         temperature_options = {"cv_temperature": cv_temperature, "learn_temperature": learn_temperature}
         given = [name for name, value in temperature_options.items() if value is not None]
         if given and not self.estimator.relaxation.has_temperature:
@@ -77,13 +88,24 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
                 "RelaxA2C does not support use_sde: gSDE shares its noise across steps, so a step's ε "
                 "cannot be rebuilt from its action alone; use the default diagonal Gaussian"
             )
+        if pg_estimator == "all_action" and (cv_arch not in (None, "linear") or cv_relaxed_input):
+            raise ValueError(
+                "pg_estimator 'all_action' needs q̂ affine in the action, so that its mean over the actions is "
+                "exact: leave cv_arch and cv_relaxed_input unset (a linear head on the action's indicator)"
+            )
+        cv_arch = cv_arch or ("linear" if pg_estimator == "all_action" else "mlp")
         if cv_arch not in ARCHITECTURES:
             raise ValueError(f"policy_kwargs cv_arch must be one of {', '.join(ARCHITECTURES)}, got {cv_arch!r}")
+        if cv_horizon < 0:
+            raise ValueError(f"policy_kwargs cv_horizon must be 0 (off) or the rollout length, got {cv_horizon}")
+        self.pg_estimator = pg_estimator
         self.cv_net_arch = list(cv_net_arch)
         self.cv_arch = cv_arch
-        self.cv_relaxed_input = cv_relaxed_input
+        self.cv_relaxed_input = pg_estimator != "all_action" if cv_relaxed_input is None else cv_relaxed_input
         self.cv_temperature = cv_temperature
         self.learn_temperature = learn_temperature
+        self.cv_temperature_bounds = tuple(cv_temperature_bounds)
+        self.cv_horizon = cv_horizon
         self.log_std_head = log_std_head
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
 
@@ -101,9 +123,10 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
             self.estimator.relaxation,
             z_dim=self.estimator.z_dim,
             n_blocks=_sub_actions(self.action_space),
-            context_dim=self.features_dim,
+            context_dim=self.features_dim + bool(self.cv_horizon),
             hidden=self.cv_net_arch,
             relaxed_input=self.cv_relaxed_input,
+            temperature_bounds=self.cv_temperature_bounds if self.estimator.relaxation.has_temperature else None,
             **{key: value for key, value in temperature.items() if value is not None},
         ).to(self.device)
         # SB3 built its optimiser before the modules above existed: rebuild it over θ and ψ only.
@@ -115,6 +138,27 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         """``θ`` and ``ψ``: every parameter except the control variate's ``φ``."""
         cv_ids = {id(p) for p in self.control_variate.parameters()}
         return [p for p in self.parameters() if id(p) not in cv_ids]
+
+    def critic_parameters(self) -> list[th.nn.Parameter]:
+        """``ψ``: what the value loss trains (features shared with the actor included)."""
+        extractor = self.features_extractor if self.share_features_extractor else self.vf_features_extractor
+        modules = (extractor, self.mlp_extractor.value_net, self.value_net)
+        return [p for module in modules for p in module.parameters()]
+
+    def actor_parameters(self) -> list[th.nn.Parameter]:
+        """``θ``: what the policy gradient trains (features shared with the critic included)."""
+        value_only = {id(p) for p in (*self.mlp_extractor.value_net.parameters(), *self.value_net.parameters())}
+        if not self.share_features_extractor:
+            value_only |= {id(p) for p in self.vf_features_extractor.parameters()}
+        return [p for p in self.actor_critic_parameters() if id(p) not in value_only]
+
+    def cv_context(self, features: th.Tensor, horizon: th.Tensor) -> th.Tensor:
+        """What ``ĉ_φ`` reads besides the action: the features, detached so that ``ĉ`` carries no gradient
+        into θ through ``s``, and, with ``cv_horizon``, the steps ``h`` left to the bootstrap (as ``h/n``).
+        Both are fixed before the action is drawn, which keeps the estimator unbiased (DESIGN.md §4b)."""
+        if not self.cv_horizon:
+            return features.detach()
+        return th.cat([features.detach(), (horizon.to(features.dtype) / self.cv_horizon).unsqueeze(-1)], dim=-1)
 
     def distribution_params(self, latent_pi: th.Tensor) -> th.Tensor:
         """One row of distribution parameters per step: the logits, or ``[μ, log σ]`` for a ``Box``.
@@ -154,11 +198,14 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(
+            pg_estimator=self.pg_estimator,
             cv_net_arch=self.cv_net_arch,
             cv_arch=self.cv_arch,
             cv_relaxed_input=self.cv_relaxed_input,
             cv_temperature=self.cv_temperature,
             learn_temperature=self.learn_temperature,
+            cv_temperature_bounds=self.cv_temperature_bounds,
+            cv_horizon=self.cv_horizon,
             log_std_head=self.log_std_head,
         )
         return data

@@ -13,36 +13,53 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import FloatSchedule, explained_variance, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
+from relax_rl.agents.buffers import whole_rollout
 from relax_rl.agents.policies import (
     RelaxActorCriticCnnPolicy,
     RelaxActorCriticPolicy,
     RelaxMultiInputActorCriticPolicy,
 )
-from relax_rl.agents.spaces import actions_for_relaxation, estimator_for, split_mean_log_std
+from relax_rl.agents.replay import ReplayRows, RolloutReplay
+from relax_rl.agents.spaces import PG_ESTIMATORS, actions_for_relaxation, estimator_for, split_mean_log_std
 from relax_rl.agents.tensor_rollout import TensorRolloutMixin
 
 SelfRelaxA2C = TypeVar("SelfRelaxA2C", bound="RelaxA2C")
 
-CV_OBJECTIVES = ("logits", "params")
+#: φ's objectives: the variance of ĝ (DESIGN.md §4), a regression of ĉ on the advantage, or their sum.
+CV_OBJECTIVES = ("logits", "params", "regression", "regression+logits", "regression+params")
 
 
 def _all_finite(tensors: list[th.Tensor]) -> bool:
     return all(bool(th.isfinite(t).all()) for t in tensors)
 
 
+def _grads(parameters: list[th.nn.Parameter]) -> list[th.Tensor]:
+    return [p.grad for p in parameters if p.grad is not None]
+
+
 class RelaxA2C(TensorRolloutMixin, A2C):
     """Advantage actor-critic whose baseline is ``c(s, z) = V(s) + ĉ_φ(s, relax(z, τ))``.
 
-    Discrete, MultiDiscrete and MultiBinary actions use RELAX (DESIGN.md §4). ``Box`` actions use a
-    diagonal Gaussian policy and LAX with ``c(s, a) = V(s) + ĉ_φ(s, a)`` at the executed action
-    (DESIGN.md §5); actions are clipped to the bounds for the environment only. Takes every
-    argument of SB3's :class:`~stable_baselines3.A2C` except ``use_sde``, plus:
+    Discrete, MultiDiscrete and MultiBinary actions use RELAX (DESIGN.md §4) or the all-action form
+    (§4b). ``Box`` actions use a diagonal Gaussian policy and LAX with ``c(s, a) = V(s) + ĉ_φ(s, a)``
+    at the executed action (§5); actions are clipped to the bounds for the environment only. Takes
+    every argument of SB3's :class:`~stable_baselines3.A2C` except ``use_sde``, plus:
 
+    :param pg_estimator: ``"relax"``, ``"all_action"`` (discrete spaces) or ``"a2c"``: A2C's own estimator,
+        which with the same critic settings is the honest control for the other two
     :param cv_learning_rate: Adam learning rate (or schedule) for ``φ``, the control variate
     :param cv_objective: ``"params"`` minimises ``‖Σ_t ĝ_t‖²`` over the policy parameters (the
         paper's objective, double backprop); ``"logits"`` minimises ``mean_t ‖ĝ_t^ℓ‖²`` for each
-        step's distribution parameters: the logits, or ``(μ, log σ)`` for a ``Box`` (cheaper)
-    :param cv_steps: gradient steps on ``φ`` per update (discrete spaces draw fresh ``z`` and ``z̃`` for each)
+        step's distribution parameters (cheaper); ``"regression"`` fits ``ĉ`` where the score term
+        reads it to the advantage (MSE; ``τ`` is left out of it); ``"regression+logits"`` and
+        ``"regression+params"`` add the two
+    :param cv_steps: gradient steps on ``φ`` per update: on this rollout (fresh ``z``, ``z̃`` each), or
+        minibatches from the replay when ``critic_replay`` is on
+    :param cv_horizon_input: ``ĉ`` also reads each row's steps to the bootstrap ``h = n − j``
+    :param critic_replay: ``V`` and ``φ`` train on a replay of the last K rollouts after θ's gradient is
+        taken (DESIGN.md §4b); 0 trains ``V`` with θ on this rollout, as A2C does
+    :param critic_steps: ``V``'s minibatch steps per update on the replay (with ``critic_replay``)
+    :param critic_batch_size: rows per replay minibatch, for ``V`` and ``φ`` (default: one rollout's rows)
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -57,21 +74,40 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         policy: str | type[RelaxActorCriticPolicy],
         env: GymEnv | str,
         *args: Any,
+        pg_estimator: str = "relax",
         cv_learning_rate: float | Schedule = 1e-3,
         cv_objective: str = "logits",
         cv_steps: int = 1,
+        cv_horizon_input: bool = False,
+        critic_replay: int = 0,
+        critic_steps: int = 1,
+        critic_batch_size: int | None = None,
         _init_setup_model: bool = True,
         **kwargs: Any,
     ):
+        if pg_estimator not in PG_ESTIMATORS:
+            raise ValueError(f"pg_estimator must be one of {', '.join(PG_ESTIMATORS)}, got {pg_estimator!r}")
         if cv_objective not in CV_OBJECTIVES:
             raise ValueError(f"cv_objective must be one of {CV_OBJECTIVES}, got {cv_objective!r}")
-        if cv_steps < 1:
-            raise ValueError(f"cv_steps must be a positive integer, got {cv_steps}")
+        for name, value, low in (
+            ("cv_steps", cv_steps, 1),
+            ("critic_replay", critic_replay, 0),
+            ("critic_steps", critic_steps, 1),
+        ):
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if critic_batch_size is not None and critic_batch_size < 1:
+            raise ValueError(f"critic_batch_size must be a positive integer, got {critic_batch_size}")
+        self.pg_estimator = pg_estimator
         self.cv_learning_rate = cv_learning_rate
         self.skipped_updates = 0  # updates skipped for a non-finite loss or gradient, in total
         self.bad_update_streak = 0  # ... and in a row, up to the last update
         self.cv_objective = cv_objective
         self.cv_steps = cv_steps
+        self.cv_horizon_input = cv_horizon_input
+        self.critic_replay = critic_replay
+        self.critic_steps = critic_steps
+        self.critic_batch_size = critic_batch_size
         super().__init__(policy, env, *args, _init_setup_model=False, **kwargs)
         if _init_setup_model:
             self._setup_model()
@@ -84,63 +120,72 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         return env
 
     def _setup_model(self) -> None:
+        # The policy builds the estimator and the control variate's input; the algorithm owns the choice.
+        horizon = self.n_steps if self.cv_horizon_input else 0
+        self.policy_kwargs = {**self.policy_kwargs, "pg_estimator": self.pg_estimator, "cv_horizon": horizon}
         super()._setup_model()
         self.cv_lr_schedule = FloatSchedule(self.cv_learning_rate)
         self.cv_optimizer = th.optim.Adam(
             self.policy.control_variate.parameters(), lr=self.cv_lr_schedule(1), foreach=True
         )
+        self.replay = RolloutReplay(self.critic_replay) if self.critic_replay else None
+        self.replay_batch_size = self.critic_batch_size or self.n_steps * self.n_envs
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, tensors = super()._get_torch_save_params()
         return [*state_dicts, "cv_optimizer"], tensors
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "cv_optimizer"]
+        # Like SB3's replay buffers, the replay is not part of the model file (checkpoints keep it).
+        return [*super()._excluded_save_params(), "cv_optimizer", "replay"]
 
     def train(self) -> None:
-        """One RELAX-A2C update on the rollout buffer (DESIGN.md §4; §5 for ``Box`` actions)."""
+        """One RELAX-A2C update (DESIGN.md §4, §4b; §5 for ``Box`` actions).
+
+        θ's gradient comes first, from a ``V`` (the advantages, computed at collection) and a ``φ`` that
+        have not seen this rollout; only then do ``V`` and ``φ`` train on it. The reverse order is biased.
+        """
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         update_learning_rate(self.cv_optimizer, self.cv_lr_schedule(self._current_progress_remaining))
-        c_hat, theta = self.policy.control_variate, self.policy.actor_critic_parameters()
-
-        rollout = next(self.rollout_buffer.get(batch_size=None))
+        rollout, horizon = whole_rollout(self.rollout_buffer)
         # For a Box these are the sampled actions, stored before SB3 clips them for the env.
         actions = actions_for_relaxation(rollout.actions, self.action_space)
         # One row per step t: the logits, or [μ, log σ] for a Box.
         params, values, entropy, features = self.policy.distribution_params_values_features(rollout.observations)
-        advantages = rollout.advantages  # Â_t = R̂_t − V(s_t): the V part of c = V + ĉ
-        if self.normalize_advantage:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        context = features.detach()  # ĉ must not carry gradient into θ through s
+        advantages = self._normalised(rollout.advantages)  # Â_t = R̂_t − V(s_t): the V part of c = V + ĉ
+        context = self.policy.cv_context(features, horizon)  # fixed before a_t was drawn
 
-        surrogate, g_params = self.relax_estimate(params, actions, advantages, context)
+        # ĝ_t = [Â_t − ĉ(s_t, z̃_t)] ∇θ log π(a_t|s_t) + ∇θ ĉ(s_t, z_t) − ∇θ ĉ(s_t, z̃_t), or the all-action
+        # form [Â_t − q̂(s_t, a_t)] ∇θ log π(a_t|s_t) + ∇θ Σ_a π(a|s_t) q̂(s_t, a), or A2C's Â_t ∇θ log π(a_t|s_t).
+        surrogate, g_params = self.estimate(params, actions, advantages, context)
         # θ reaches the surrogate only through the distribution parameters, so pushing ĝ^ℓ back through
         # the network gives ∇θ of −mean_t surrogate_t, without differentiating ĉ a second time.
         policy_loss = -(g_params.detach() * params).sum() / len(params)
         value_loss = F.mse_loss(rollout.returns, values)
         entropy_loss = -entropy.mean()
-        loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+        loss = policy_loss + self.ent_coef * entropy_loss
+        replayed = self.replay is not None
+        if not replayed:  # A2C: V steps with θ, on this rollout, whose advantages it already made
+            loss = loss + self.vf_coef * value_loss
+        theta = self.policy.actor_parameters() if replayed else self.policy.actor_critic_parameters()
         self.policy.optimizer.zero_grad()
-        loss.backward(inputs=theta, retain_graph=True)  # θ is stepped only after φ's objective is built
-
+        loss.backward(inputs=theta, retain_graph=True)  # φ's objective below may reuse this graph
         # A non-finite loss or gradient must never reach the parameters: such an update is skipped.
-        healthy = _all_finite([loss, *(p.grad for p in theta if p.grad is not None)])
-        g_cv = g_params
-        for step in range(self.cv_steps):
-            if step > 0:  # ĝ at the updated φ, for the same actions and θ (with fresh z, z̃ if discrete)
-                _, g_cv = self.relax_estimate(params, actions, advantages, context)
-            cv_loss = self._variance_objective(g_cv, params, theta)
-            self.cv_optimizer.zero_grad()
-            cv_loss.backward(inputs=list(c_hat.parameters()), retain_graph=step < self.cv_steps - 1)
-            healthy = healthy and _all_finite([cv_loss, *(p.grad for p in c_hat.parameters() if p.grad is not None)])
-            if not healthy:
-                break
-            self.cv_optimizer.step()
+        healthy = _all_finite([loss, *_grads(theta)])
 
+        cv_loss = None
+        if healthy and self.policy.estimator.uses_control_variate and not replayed:
+            # φ on this rollout, before θ steps: ĝ's graph is still the one θ's gradient came from.
+            cv_loss, healthy = self._fit_control_variate(params, actions, advantages, context, g_params)
         if healthy:
             th.nn.utils.clip_grad_norm_(theta, self.max_grad_norm)
             self.policy.optimizer.step()
+        if healthy and replayed:
+            self.replay.add(ReplayRows(rollout.observations, rollout.actions, rollout.returns, horizon))
+            value_loss, healthy = self._fit_critic_on_replay()
+            if healthy and self.policy.estimator.uses_control_variate:
+                cv_loss, healthy = self._fit_control_variate_on_replay()
         self.bad_update_streak = 0 if healthy else self.bad_update_streak + 1
         self.skipped_updates += not healthy
         self.logger.record("train/skipped_updates", self.skipped_updates)
@@ -149,21 +194,102 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         self._log_update(surrogate, g_params, params, entropy_loss, value_loss, cv_loss)
         self._log_a2c_gradient_variance(params, actions, advantages)
 
-    def relax_estimate(
+    def estimate(
         self, params: th.Tensor, actions: th.Tensor, advantages: th.Tensor, context: th.Tensor
     ) -> tuple[th.Tensor, th.Tensor]:
-        """The per-step surrogate (RELAX; LAX for a ``Box``) and ``ĝ_t^ℓ``, its gradient for step t's
+        """The per-step surrogate of the model's estimator and ``ĝ_t^ℓ``, its gradient for step t's
         distribution parameters, differentiable in φ."""
         surrogate = self.policy.estimator.surrogate(params, actions, advantages, self.policy.control_variate, context)
         return surrogate, th.autograd.grad(surrogate.sum(), params, create_graph=True)[0]
 
-    def _variance_objective(self, g_params: th.Tensor, params: th.Tensor, theta: list[th.Tensor]) -> th.Tensor:
+    def _normalised(self, advantages: th.Tensor) -> th.Tensor:
+        if not self.normalize_advantage:
+            return advantages
+        return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+    def _fit_control_variate(
+        self,
+        params: th.Tensor,
+        actions: th.Tensor,
+        advantages: th.Tensor,
+        context: th.Tensor,
+        g_params: th.Tensor | None = None,
+    ) -> tuple[th.Tensor, bool]:
+        """``cv_steps`` steps of φ's objective on these rows; a given ``g_params`` is ĝ^ℓ for the first."""
+        healthy = True
+        for step in range(self.cv_steps):
+            if g_params is None or step > 0:  # ĝ at the updated φ (with fresh z, z̃ if discrete)
+                _, g_params = self.estimate(params, actions, advantages, context)
+            cv_loss, healthy = self._control_variate_step(params, actions, advantages, context, g_params)
+            if not healthy:
+                break
+        return cv_loss, healthy
+
+    def _control_variate_step(
+        self, params: th.Tensor, actions: th.Tensor, advantages: th.Tensor, context: th.Tensor, g_params: th.Tensor
+    ) -> tuple[th.Tensor, bool]:
+        """One step of φ on ``cv_objective``. The regression leaves τ alone: fitting values pulls τ to 0,
+        where the relaxation's gradients, and so the variance, blow up."""
+        c_hat = self.policy.control_variate
+        phi = list(c_hat.parameters())
+        self.cv_optimizer.zero_grad()
+        losses = []
+        objective = self.cv_objective.removeprefix("regression").removeprefix("+")
+        if self.cv_objective.startswith("regression"):
+            fitted = self.policy.estimator.control_variate_at_action(params, actions, c_hat, context)
+            regression = F.mse_loss(fitted, advantages.detach())
+            tau = {id(p) for p in c_hat.temperature.parameters()}
+            regression.backward(inputs=[p for p in phi if id(p) not in tau], retain_graph=bool(objective))
+            losses.append(regression)
+        if objective:
+            variance = self._variance_objective(g_params, params, objective)
+            variance.backward(inputs=phi, retain_graph=True)
+            losses.append(variance)
+        cv_loss = sum(loss.detach() for loss in losses)
+        healthy = _all_finite([cv_loss, *_grads(phi)])
+        if healthy:
+            self.cv_optimizer.step()
+        return cv_loss, healthy
+
+    def _variance_objective(self, g_params: th.Tensor, params: th.Tensor, objective: str) -> th.Tensor:
         """A single-sample estimate of the estimator's variance, up to a constant free of φ (DESIGN.md §4)."""
-        if self.cv_objective == "logits":  # mean_t ‖ĝ_t^ℓ‖² over each step's distribution parameters
+        if objective == "logits":  # mean_t ‖ĝ_t^ℓ‖² over each step's distribution parameters
             return g_params.pow(2).sum(-1).mean()
         # ‖Σ_t ĝ_t‖² over the policy parameters: ĝ_θ = (∂params/∂θ)ᵀ ĝ^ℓ, by double backprop.
+        theta = self.policy.actor_parameters()
         g_theta = th.autograd.grad(params, theta, g_params / len(params), create_graph=True, allow_unused=True)
         return sum(g.pow(2).sum() for g in g_theta if g is not None)
+
+    def _fit_critic_on_replay(self) -> tuple[th.Tensor, bool]:
+        """``critic_steps`` minibatch steps of ``V`` on the replay, against the stored λ-returns."""
+        psi = self.policy.critic_parameters()
+        for _ in range(self.critic_steps):
+            rows = self.replay.sample(self.replay_batch_size)
+            value_loss = F.mse_loss(rows.returns, self.policy.predict_values(rows.observations).flatten())
+            self.policy.optimizer.zero_grad()
+            (self.vf_coef * value_loss).backward(inputs=psi)
+            if not _all_finite([value_loss, *_grads(psi)]):
+                return value_loss, False
+            th.nn.utils.clip_grad_norm_(psi, self.max_grad_norm)
+            self.policy.optimizer.step()  # only ψ has gradients: θ's entries are skipped
+        return value_loss, True
+
+    def _fit_control_variate_on_replay(self) -> tuple[th.Tensor, bool]:
+        """``cv_steps`` steps of φ, each on a fresh replay minibatch, at the current θ and ``V``."""
+        healthy = True
+        for _ in range(self.cv_steps):
+            rows = self.replay.sample(self.replay_batch_size)
+            params, values, _, features = self.policy.distribution_params_values_features(rows.observations)
+            if not self.cv_objective.endswith("params"):  # only the params objective differentiates through θ
+                params = params.detach().requires_grad_()
+            actions = actions_for_relaxation(rows.actions, self.action_space)
+            advantages = self._normalised(rows.returns - values.detach())  # what V leaves for ĉ to explain
+            context = self.policy.cv_context(features, rows.horizon)
+            _, g_params = self.estimate(params, actions, advantages, context)
+            cv_loss, healthy = self._control_variate_step(params, actions, advantages, context, g_params)
+            if not healthy:
+                break
+        return cv_loss, healthy
 
     def _log_update(
         self,
@@ -172,7 +298,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         params: th.Tensor,
         entropy_loss: th.Tensor,
         value_loss: th.Tensor,
-        cv_loss: th.Tensor,
+        cv_loss: th.Tensor | None,
     ) -> None:
         """SB3's A2C keys, plus the control variate's loss (and temperature) and the gradient variance.
 
@@ -185,11 +311,12 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         self.logger.record("train/entropy_loss", entropy_loss.item())
         self.logger.record("train/policy_loss", -surrogate.mean().item())
         self.logger.record("train/value_loss", value_loss.item())
-        self.logger.record("train/cv_loss", cv_loss.item())
-        self.logger.record("train/cv_learning_rate", self.cv_optimizer.param_groups[0]["lr"])
         c_hat = self.policy.control_variate
-        if c_hat.relaxation.has_temperature:
-            self.logger.record("train/temperature", c_hat.temperature().item())
+        if cv_loss is not None:  # φ was trained: not for A2C's estimator, nor in a skipped update
+            self.logger.record("train/cv_loss", cv_loss.item())
+            self.logger.record("train/cv_learning_rate", self.cv_optimizer.param_groups[0]["lr"])
+            if c_hat.relaxation.has_temperature and c_hat.relaxed_input:
+                self.logger.record("train/temperature", c_hat.temperature().item())
         if isinstance(self.action_space, spaces.Box):
             self.logger.record("train/std", split_mean_log_std(params)[1].detach().exp().mean().item())
         self.logger.record("train/policy_grad_var", g_params.detach().var(dim=0).sum().item())

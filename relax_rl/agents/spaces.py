@@ -23,7 +23,9 @@ from relax_rl.estimators import (
     GaussianReparam,
     MultiCategoricalRelaxation,
     Relaxation,
+    all_action,
     lax,
+    reinforce,
     relax,
 )
 
@@ -92,12 +94,20 @@ def distribution_from_params(action_dist: Distribution, params: Tensor) -> Distr
     return action_dist.proba_distribution(action_logits=params)
 
 
+#: The policy-gradient estimators RelaxA2C offers: RELAX (LAX for a ``Box``), the all-action form with an
+#: additive ``q̂`` (discrete spaces), and A2C's own ``Â ∇log π``, the control with the same critic training.
+PG_ESTIMATORS = ("relax", "all_action", "a2c")
+
+
 class ActionEstimator(ABC):
     """The per-step policy-gradient surrogate of one kind of action space.
 
     :param relaxation: what the control variate ``ĉ_φ`` relaxes its input with
     :param z_dim: the size of that input
     """
+
+    #: Whether the surrogate reads a control variate ``ĉ_φ`` (that the algorithm must train).
+    uses_control_variate = True
 
     def __init__(self, relaxation: Relaxation | GaussianReparam, z_dim: int):
         self.relaxation = relaxation
@@ -110,8 +120,25 @@ class ActionEstimator(ABC):
         """Per-step surrogate whose gradient w.r.t. row ``t`` of ``params`` is ``ĝ_t``, differentiable in ``φ``."""
 
     @abstractmethod
+    def log_prob(self, params: Tensor, actions: Tensor) -> Tensor:
+        """``log π(a_t | params_t)``, one value per step."""
+
+    @abstractmethod
     def score(self, params: Tensor, actions: Tensor) -> Tensor:
         """``∇_params log π(a_t | params_t)`` in closed form, one row per step."""
+
+    @abstractmethod
+    def control_variate_at_action(
+        self, params: Tensor, actions: Tensor, control_variate: ControlVariate, context: Tensor
+    ) -> Tensor:
+        """``ĉ`` where the score term reads it (at ``z̃ | a_t``, ``a_t`` or its indicator), free of ``θ``:
+        what a regression objective fits to the advantage."""
+
+    @abstractmethod
+    def mean_control_variate(
+        self, params: Tensor, control_variate: ControlVariate, context: Tensor, n_samples: int = 64
+    ) -> Tensor:
+        """``E_{a~π}[ĉ]`` per step: the control variate's state-only part (a state baseline)."""
 
 
 class RelaxEstimator(ActionEstimator):
@@ -127,8 +154,48 @@ class RelaxEstimator(ActionEstimator):
         # ĝ_t = [f_t − ĉ(s_t, z̃_t)] ∇θ log π(a_t|s_t) + ∇θ ĉ(s_t, z_t) − ∇θ ĉ(s_t, z̃_t)
         return relax(f, sample.log_prob, sample.z, sample.z_tilde, control_variate, context)
 
+    def log_prob(self, params: Tensor, actions: Tensor) -> Tensor:
+        return self.relaxation.log_prob(params, actions)
+
     def score(self, params: Tensor, actions: Tensor) -> Tensor:
         return self.relaxation.score(params, actions)
+
+    def control_variate_at_action(
+        self, params: Tensor, actions: Tensor, control_variate: ControlVariate, context: Tensor
+    ) -> Tensor:
+        return control_variate(self.relaxation.conditional_z(params.detach(), actions), context)
+
+    def mean_control_variate(
+        self, params: Tensor, control_variate: ControlVariate, context: Tensor, n_samples: int = 64
+    ) -> Tensor:
+        # z̃ | a with a ~ π is distributed as z itself: average ĉ over fresh z.
+        rows = params.detach().repeat(n_samples, 1)
+        values = control_variate(self.relaxation.sample_z(rows), context.repeat(n_samples, 1))
+        return values.view(n_samples, -1).mean(0)
+
+
+class AllActionEstimator(RelaxEstimator):
+    """Discrete actions: ``[Â − q̂(s, a)] ∇log π(a|s) + ∇θ Σ_a π(a|s) q̂(s, a)`` (DESIGN.md §4b).
+
+    ``q̂`` is affine in the action's indicator (one-hot blocks, or bits), hence additive over
+    sub-actions, and its expectation under ``π`` is exact: no relaxation noise at all.
+    """
+
+    def surrogate(
+        self, params: Tensor, actions: Tensor, f: Tensor, control_variate: ControlVariate, context: Tensor
+    ) -> Tensor:
+        indicator, mean = self.relaxation.indicator(params, actions), self.relaxation.mean_indicator(params)
+        return all_action(f, self.log_prob(params, actions), indicator, mean, control_variate, context)
+
+    def control_variate_at_action(
+        self, params: Tensor, actions: Tensor, control_variate: ControlVariate, context: Tensor
+    ) -> Tensor:
+        return control_variate(self.relaxation.indicator(params, actions), context)
+
+    def mean_control_variate(
+        self, params: Tensor, control_variate: ControlVariate, context: Tensor, n_samples: int = 64
+    ) -> Tensor:
+        return control_variate(self.relaxation.mean_indicator(params.detach()), context)
 
 
 class LaxEstimator(ActionEstimator):
@@ -145,16 +212,75 @@ class LaxEstimator(ActionEstimator):
         # a fresh sample would bias ĝ. ``actions`` are the sampled ones, before clipping for the env.
         a = self.relaxation.rebuild(mean, std, self.relaxation.recover_eps(actions, mean, std))
         # ĝ_t = [f_t − ĉ(s_t, a_t)] ∇θ log π(a_t|s_t) + ∇θ ĉ(s_t, μ_θ + σ_θ ε_t)
-        return lax(f, self.relaxation.log_prob(mean, std, actions), a, control_variate, context)
+        return lax(f, self.log_prob(params, actions), a, control_variate, context)
+
+    def log_prob(self, params: Tensor, actions: Tensor) -> Tensor:
+        mean, log_std = split_mean_log_std(params)
+        return self.relaxation.log_prob(mean, log_std.exp(), actions)
 
     def score(self, params: Tensor, actions: Tensor) -> Tensor:
         mean, log_std = split_mean_log_std(params)
         return self.relaxation.score(mean, log_std.exp(), actions)
 
+    def control_variate_at_action(
+        self, params: Tensor, actions: Tensor, control_variate: ControlVariate, context: Tensor
+    ) -> Tensor:
+        return control_variate(actions, context)
 
-def estimator_for(action_space: spaces.Space) -> ActionEstimator:
+    def mean_control_variate(
+        self, params: Tensor, control_variate: ControlVariate, context: Tensor, n_samples: int = 64
+    ) -> Tensor:
+        mean, log_std = split_mean_log_std(params.detach().repeat(n_samples, 1))
+        values = control_variate(self.relaxation.sample(mean, log_std.exp()), context.repeat(n_samples, 1))
+        return values.view(n_samples, -1).mean(0)
+
+
+class ScoreFunctionEstimator(ActionEstimator):
+    """A2C's ``Â_t ∇log π(a_t|s_t)``: the baseline is ``V`` alone, and no control variate is read.
+
+    Inside RelaxA2C it is the honest control: the same critic training, the same code path.
+    """
+
+    uses_control_variate = False
+
+    def __init__(self, inner: ActionEstimator):
+        super().__init__(inner.relaxation, inner.z_dim)
+        self.inner = inner
+
+    def surrogate(
+        self, params: Tensor, actions: Tensor, f: Tensor, control_variate: ControlVariate, context: Tensor
+    ) -> Tensor:
+        return reinforce(f, self.log_prob(params, actions))
+
+    def log_prob(self, params: Tensor, actions: Tensor) -> Tensor:
+        return self.inner.log_prob(params, actions)
+
+    def score(self, params: Tensor, actions: Tensor) -> Tensor:
+        return self.inner.score(params, actions)
+
+    def control_variate_at_action(
+        self, params: Tensor, actions: Tensor, control_variate: ControlVariate, context: Tensor
+    ) -> Tensor:
+        raise TypeError("A2C's estimator reads no control variate")
+
+    def mean_control_variate(
+        self, params: Tensor, control_variate: ControlVariate, context: Tensor, n_samples: int = 64
+    ) -> Tensor:
+        raise TypeError("A2C's estimator reads no control variate")
+
+
+def estimator_for(action_space: spaces.Space, pg_estimator: str = "relax") -> ActionEstimator:
     """The estimator for ``action_space``; raises :class:`UnsupportedActionSpaceError` for unusable spaces."""
+    if pg_estimator not in PG_ESTIMATORS:
+        raise ValueError(f"pg_estimator must be one of {', '.join(PG_ESTIMATORS)}, got {pg_estimator!r}")
     relaxation, z_dim = relaxation_for(action_space)
     if isinstance(relaxation, GaussianReparam):
-        return LaxEstimator(relaxation, z_dim)
-    return RelaxEstimator(relaxation, z_dim)
+        if pg_estimator == "all_action":
+            raise ValueError(
+                "pg_estimator 'all_action' sums over the actions, so it needs a discrete action space; "
+                f"use 'relax' (LAX) or 'a2c' for {action_space}"
+            )
+        base: ActionEstimator = LaxEstimator(relaxation, z_dim)
+    else:
+        base = (AllActionEstimator if pg_estimator == "all_action" else RelaxEstimator)(relaxation, z_dim)
+    return ScoreFunctionEstimator(base) if pg_estimator == "a2c" else base

@@ -13,6 +13,7 @@ from relax_rl.estimators.control_variates import (
     mlp,
 )
 from relax_rl.estimators.estimators import (
+    all_action,
     apply_gradients,
     concrete,
     disarm,
@@ -47,6 +48,7 @@ __all__ = [
     "RelaxedSample",
     "SumControlVariate",
     "Temperature",
+    "all_action",
     "apply_gradients",
     "concrete",
     "disarm",

@@ -18,20 +18,38 @@ from relax_rl.estimators.relaxations import GaussianReparam, Relaxation
 
 
 class Temperature(nn.Module):
-    """A positive scalar, stored as its log so gradient steps keep it positive."""
+    """A positive scalar, learnable by gradient steps that cannot make it non-positive.
 
-    def __init__(self, init: float = 0.5, learnable: bool = True):
+    Unbounded, it is stored as its log. With ``bounds = (low, high)`` its log is a sigmoid of the
+    stored value, scaled into ``[log low, log high]``: objectives that drive ``τ`` towards 0 (where
+    ``softmax(z/τ)`` turns into a step and the reparameterised gradients explode) or towards ∞ stop
+    at the bounds. Near a bound the gradient shrinks but, unlike under a clamp, does not vanish at
+    once, so Adam's normalised steps can bring ``τ`` back.
+    """
+
+    def __init__(self, init: float = 0.5, learnable: bool = True, bounds: tuple[float, float] | None = None):
         super().__init__()
         if init <= 0:
             raise ValueError(f"temperature must be positive, got {init}")
-        log_t = torch.tensor(math.log(init))
+        if bounds is not None and not 0 < bounds[0] < init < bounds[1]:
+            raise ValueError(f"temperature bounds must satisfy 0 < low < init < high, got {bounds} and init {init}")
+        self.log_bounds = None if bounds is None else (math.log(bounds[0]), math.log(bounds[1]))
+        raw = torch.tensor(math.log(init) if bounds is None else self._inverse(math.log(init)))
         if learnable:
-            self.log_value = nn.Parameter(log_t)
+            self.raw = nn.Parameter(raw)
         else:
-            self.register_buffer("log_value", log_t)
+            self.register_buffer("raw", raw)
+
+    def _inverse(self, log_t: float) -> float:
+        low, high = self.log_bounds
+        fraction = (log_t - low) / (high - low)
+        return math.log(fraction / (1 - fraction))
 
     def forward(self) -> Tensor:
-        return self.log_value.exp()
+        if self.log_bounds is None:
+            return self.raw.exp()
+        low, high = self.log_bounds
+        return (low + (high - low) * torch.sigmoid(self.raw)).exp()
 
 
 def mlp(
@@ -56,6 +74,9 @@ def mlp(
 class ControlVariate(nn.Module):
     """Base class: ``forward(z, context=None)`` returns a tensor of shape ``(batch,)``."""
 
+    #: Whether ``c(z)`` is affine in ``z`` for every context, so that ``E[c(b)] = c(E[b])`` exactly.
+    affine: bool = False
+
     def forward(self, z: Tensor, context: Tensor | None = None) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -76,6 +97,7 @@ class _LearnedControlVariate(ControlVariate):
         temperature: float,
         learn_temperature: bool,
         relaxed_input: bool,
+        temperature_bounds: tuple[float, float] | None = None,
     ):
         super().__init__()
         self.relaxation = relaxation
@@ -83,7 +105,7 @@ class _LearnedControlVariate(ControlVariate):
         self.relaxed_input = relaxed_input
         # A continuous variable, or a raw-z input, has nothing to relax: no temperature to learn.
         learnable = learn_temperature and relaxed_input and relaxation.has_temperature
-        self.temperature = Temperature(temperature, learnable)
+        self.temperature = Temperature(temperature, learnable, temperature_bounds)
 
     def _input(self, z: Tensor) -> Tensor:
         return self.relaxation.relax(z, self.temperature()) if self.relaxed_input else z
@@ -109,8 +131,9 @@ class MLPControlVariate(_LearnedControlVariate):
         learn_temperature: bool = True,
         activation: type[nn.Module] = nn.Tanh,
         relaxed_input: bool = True,
+        temperature_bounds: tuple[float, float] | None = None,
     ):
-        super().__init__(relaxation, context_dim, temperature, learn_temperature, relaxed_input)
+        super().__init__(relaxation, context_dim, temperature, learn_temperature, relaxed_input, temperature_bounds)
         self.net = mlp(z_dim + context_dim, hidden, 1, activation, zero_output=True)
 
     def forward(self, z: Tensor, context: Tensor | None = None) -> Tensor:
@@ -135,9 +158,14 @@ class LinearControlVariate(_LearnedControlVariate):
         learn_temperature: bool = True,
         activation: type[nn.Module] = nn.Tanh,
         relaxed_input: bool = True,
+        temperature_bounds: tuple[float, float] | None = None,
     ):
-        super().__init__(relaxation, context_dim, temperature, learn_temperature, relaxed_input)
+        super().__init__(relaxation, context_dim, temperature, learn_temperature, relaxed_input, temperature_bounds)
         self.net = mlp(context_dim, hidden if context_dim else (), z_dim + 1, activation, zero_output=True)
+
+    @property
+    def affine(self) -> bool:
+        return not self.relaxed_input  # softmax(z/τ) is not affine in z
 
     def forward(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         out = self.net(self._context(z, context))  # without a context: (batch, 0) in, the bias out
@@ -165,10 +193,11 @@ class FactorisedControlVariate(_LearnedControlVariate):
         learn_temperature: bool = True,
         activation: type[nn.Module] = nn.Tanh,
         relaxed_input: bool = True,
+        temperature_bounds: tuple[float, float] | None = None,
     ):
         if z_dim % n_blocks:
             raise ValueError(f"z_dim {z_dim} does not split into {n_blocks} equal sub-actions")
-        super().__init__(relaxation, context_dim, temperature, learn_temperature, relaxed_input)
+        super().__init__(relaxation, context_dim, temperature, learn_temperature, relaxed_input, temperature_bounds)
         self.n_blocks, self.block = n_blocks, z_dim // n_blocks
         self.embedding = nn.Embedding(n_blocks, embedding_dim)
         self.net = mlp(context_dim + embedding_dim + self.block, hidden, 1, activation, zero_output=True)

@@ -67,6 +67,28 @@ def evaluate_rows(control_variate: ControlVariate, zs: Sequence[Tensor], context
     return control_variate(torch.cat(list(zs)), context).split(zs[0].shape[0])
 
 
+def all_action(
+    f_b: Tensor,
+    log_prob: Tensor,
+    b_indicator: Tensor,
+    mean_indicator: Tensor,
+    control_variate: ControlVariate,
+    context: Tensor | None = None,
+) -> Tensor:
+    """All-action form: ``[f(b) − q̂(b)] ∇θ log p(b) + ∇θ E_{b'~p}[q̂(b')]`` (DESIGN.md §4b).
+
+    ``q̂`` reads the hard sample's indicator vector (one-hot blocks, or the bits), and must be affine
+    in it: then ``E[q̂(b)] = q̂(E[b])`` is exact and cheap, ``q̂`` at ``mean_indicator`` (the
+    probabilities, carrying ``θ``). For a product of independent sub-variables an affine ``q̂`` is
+    additive over them, so each one's score term gets the others' ``q̂`` as its baseline. Unbiased
+    for any such ``q̂``, with no relaxation noise.
+    """
+    if not control_variate.affine:
+        raise ValueError("the all-action estimator needs a control variate that is affine in its input")
+    q_b, q_mean = evaluate_rows(control_variate, [b_indicator.detach(), mean_indicator], context)
+    return (f_b.detach() - q_b) * log_prob + q_mean
+
+
 def rebar(
     f_b: Tensor,
     log_prob: Tensor,

@@ -72,6 +72,14 @@ class Relaxation(ABC):
     def relax(self, z: Tensor, temperature: Tensor | float) -> Tensor:
         """The relaxed value fed to ``f`` or to a control variate."""
 
+    @abstractmethod
+    def indicator(self, params: Tensor, b: Tensor) -> Tensor:
+        """The hard value as a vector shaped like ``params``: one-hot blocks, or the bits themselves."""
+
+    @abstractmethod
+    def mean_indicator(self, params: Tensor) -> Tensor:
+        """``E[indicator(b)]`` under ``p(b | θ)``: the probabilities, differentiable in ``θ``."""
+
     def sample(self, params: Tensor) -> RelaxedSample:
         """Draw ``b`` together with ``z`` and an independent ``z̃ | b``."""
         z = self.sample_z(params)
@@ -102,13 +110,13 @@ class BernoulliRelaxation(Relaxation):
         return (z > 0).to(z.dtype)
 
     def conditional_z(self, params: Tensor, b: Tensor) -> Tensor:
+        # z̃ = ℓ + logit(v') with v' uniform on the part of (0, 1) where H(z̃) = b: v' = (1 − p) + v p for
+        # b = 1, v' = v (1 − p) for b = 0. Forming v' loses the sign of z̃ in float32 from |ℓ| ≈ 12 on,
+        # so it is simplified in log space, where each branch has its sign by construction:
+        #   b = 1: z̃ = softplus(ℓ + log v) − log(1 − v) > 0,   b = 0: z̃ = log v − softplus(log(1 − v) − ℓ) < 0.
         v = uniform_like(params)
-        p = torch.sigmoid(params)
-        # v' is uniform on the part of (0, 1) where H(ℓ + logit(v')) = b.
-        v_prime = torch.where(b > 0.5, (1 - p) + v * p, v * (1 - p))
-        eps = torch.finfo(params.dtype).eps
-        v_prime = v_prime.clamp(eps, 1.0 - eps)
-        return params + torch.log(v_prime) - torch.log1p(-v_prime)
+        log_v, log_1mv = torch.log(v), torch.log1p(-v)
+        return torch.where(b > 0.5, F.softplus(params + log_v) - log_1mv, log_v - F.softplus(log_1mv - params))
 
     def location(self, params: Tensor) -> Tensor:
         return params
@@ -121,6 +129,12 @@ class BernoulliRelaxation(Relaxation):
 
     def relax(self, z: Tensor, temperature: Tensor | float) -> Tensor:
         return torch.sigmoid(z / temperature)
+
+    def indicator(self, params: Tensor, b: Tensor) -> Tensor:
+        return b.to(params.dtype)
+
+    def mean_indicator(self, params: Tensor) -> Tensor:
+        return torch.sigmoid(params)
 
 
 def _gumbel(u: Tensor) -> Tensor:
@@ -163,6 +177,12 @@ class CategoricalRelaxation(Relaxation):
 
     def relax(self, z: Tensor, temperature: Tensor | float) -> Tensor:
         return torch.softmax(z / temperature, dim=-1)
+
+    def indicator(self, params: Tensor, b: Tensor) -> Tensor:
+        return F.one_hot(b.long(), params.shape[-1]).to(params.dtype)
+
+    def mean_indicator(self, params: Tensor) -> Tensor:
+        return torch.softmax(params, dim=-1)
 
 
 class MultiCategoricalRelaxation(Relaxation):
@@ -208,6 +228,13 @@ class MultiCategoricalRelaxation(Relaxation):
 
     def relax(self, z: Tensor, temperature: Tensor | float) -> Tensor:
         return self._per_block(self._categorical.relax, z, temperature)
+
+    def indicator(self, params: Tensor, b: Tensor) -> Tensor:
+        blocks = self._split(params)
+        return torch.cat([self._categorical.indicator(p, b[..., i]) for i, p in enumerate(blocks)], dim=-1)
+
+    def mean_indicator(self, params: Tensor) -> Tensor:
+        return self._per_block(self._categorical.mean_indicator, params)
 
 
 class GaussianReparam:
