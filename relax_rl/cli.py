@@ -159,11 +159,11 @@ def _train_parser() -> argparse.ArgumentParser:
         help="timesteps between small variance decompositions logged as train/action_var_frac; 0: off "
         "(default 50000; off for normalised, frame-stacked or Atari runs)",
     )
-    _add_threads_argument(parser)
+    add_threads_argument(parser)
     return parser
 
 
-def _add_threads_argument(parser: argparse.ArgumentParser) -> None:
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads",
         type=int,
@@ -600,7 +600,7 @@ def _evaluate_parser() -> argparse.ArgumentParser:
         help="load with SB3's loader, which unpickles the file: a crafted file can run arbitrary code; "
         "only for files you trust (default: read only JSON and tensors)",
     )
-    _add_threads_argument(parser)
+    add_threads_argument(parser)
     return parser
 
 

@@ -693,7 +693,7 @@ def format_table(result: Diagnosis) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from relax_rl.cli import CLIParser, _add_threads_argument
+    from relax_rl.cli import CLIParser, add_threads_argument
 
     parser = CLIParser(prog="python -m relax_rl.diagnose", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="a .zip saved by train.py (either algorithm)")
@@ -709,7 +709,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    _add_threads_argument(parser)
+    add_threads_argument(parser)
     return parser
 
 

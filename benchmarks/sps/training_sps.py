@@ -1,8 +1,9 @@
 """Training throughput of RelaxA2C against SB3's A2C, measured side by side in one process.
 
 Both algorithms train on the same vectorised env with the same settings; runs alternate
-(A2C, RELAX logits, RELAX params, RELAX linear head, A2C, ...) so that drifts in machine load hit all of them
-alike, and each configuration's median SPS over the repeats is reported with its ratio to A2C.
+(A2C, RELAX logits, RELAX params, RELAX linear head, the critic-replay study's variants, A2C, ...) so that
+drifts in machine load hit all of them alike, and each configuration's median SPS over the repeats is
+reported with its ratio to A2C.
 
     python benchmarks/sps/training_sps.py --env CartPole-v1 --steps 50000 --repeats 5
 """
@@ -13,8 +14,10 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 from stable_baselines3 import A2C
@@ -22,11 +25,15 @@ from stable_baselines3 import A2C
 from relax_rl import RelaxA2C
 from relax_rl.envs import make_vec_env
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "critic_replay"))
+from run import VARIANTS as REPLAY_VARIANTS
+
 CONFIGS = {
     "a2c": (A2C, {}),
     "relax_a2c (logits)": (RelaxA2C, {"cv_objective": "logits"}),
     "relax_a2c (params)": (RelaxA2C, {"cv_objective": "params"}),
     "relax_a2c (logits, linear head)": (RelaxA2C, {"policy_kwargs": {"cv_arch": "linear"}}),
+    **{name: (RelaxA2C, kwargs) for name, kwargs in REPLAY_VARIANTS.items() if name != "a2c"},
 }
 
 
