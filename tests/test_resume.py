@@ -258,3 +258,22 @@ def test_checkpoint_is_a_model_that_sb3_and_evaluate_read(reference):
     assert meta == {"format": 1, "algo": "relax_a2c", "env": ENV, "seed": 5, "timesteps": 400}
     assert RelaxA2C.load(checkpoint).num_timesteps == 400
     assert evaluate_main(["--model", str(checkpoint), "--episodes", "1"]) == 0
+
+
+def test_a_run_with_a_critic_replay_resumes_bit_exactly(tmp_path, capsys):
+    """The replay is not in the model file; the checkpoint carries it, or the resumed V and φ would
+    train on less data than the uninterrupted run's."""
+    replay = [
+        *("--algo", "relax_a2c", "--env", "CartPole-v1", "--seed", "3", "--total-timesteps", "400", "--n-envs", "2"),
+        *("--eval-freq", "0", "--checkpoint-freq", "200", "--diagnose-freq", "0"),
+        *("--hyperparams", "critic_replay=8", "critic_steps=2", "cv_objective=regression+logits"),
+        "cv_horizon_input=true",
+    ]
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    assert train_main([*replay, "--run-dir", str(reference)]) == 0
+    shutil.copytree(reference, resumed)
+    for name in ("metrics.json", "final_model.zip", "checkpoints/rl_model_400_steps.zip"):
+        (resumed / name).unlink()
+    assert train_main(["--resume", str(resumed)]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert_same_run(reference, resumed)
