@@ -420,7 +420,7 @@ def sample_estimates(
     }
     own = own_estimator(model)
     if own is not None:
-        context = policy.cv_context(features, th.as_tensor(horizons, device=params.device))
+        context = policy.cv_context(features, params, th.as_tensor(horizons, device=params.device))
         rows = params.detach().repeat_interleave(per_row, 0).requires_grad_()
         flat_actions = actions_for_relaxation(actions.repeat_interleave(k, 0), space)
         _, g = model.estimate(rows, flat_actions, advantages.flatten(), context.repeat_interleave(per_row, 0))

@@ -123,13 +123,20 @@ def test_all_action_needs_a_discrete_space() -> None:
 def test_every_estimator_learns_multibinary_and_round_trips(tmp_path, pg_estimator: str) -> None:
     env = make_vec_env(lambda: IdentityEnvMultiBinary(4), n_envs=4, seed=0)
     model = RelaxA2C(
-        "MlpPolicy", env, pg_estimator=pg_estimator, critic_replay=2, cv_horizon_input=True, seed=0, device="cpu"
+        "MlpPolicy",
+        env,
+        pg_estimator=pg_estimator,
+        critic_replay=2,
+        cv_horizon_input=True,
+        policy_kwargs={"cv_reads_policy": True},
+        seed=0,
+        device="cpu",
     )
     model.learn(400)
     model.save(tmp_path / "model")
     loaded = RelaxA2C.load(tmp_path / "model", env=env, device="cpu")
     assert (loaded.pg_estimator, loaded.critic_replay, loaded.cv_horizon_input) == (pg_estimator, 2, True)
-    assert loaded.policy.cv_horizon == model.n_steps
+    assert loaded.policy.cv_horizon == model.n_steps and loaded.policy.cv_reads_policy
     obs = np.stack([IdentityEnvMultiBinary(4).reset(seed=s)[0] for s in range(5)])
     assert np.array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
     for a, b in zip(snapshot(model.policy), snapshot(loaded.policy), strict=True):

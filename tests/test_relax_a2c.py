@@ -198,6 +198,7 @@ BANDIT_DESIGNS = {
         "cv_objective": "regression+logits",
         "cv_horizon_input": True,
     },
+    "relax-linear-reads-policy": {"policy_kwargs": {"cv_arch": "linear", "cv_reads_policy": True}},
     "all_action": {"pg_estimator": "all_action"},
     "all_action-replay-regression": {"pg_estimator": "all_action", "critic_replay": 4, "cv_objective": "regression"},
 }

@@ -51,6 +51,8 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
     :param cv_temperature_bounds: the range ``τ`` is kept in while it learns
     :param cv_horizon: the rollout length ``n``, when ``ĉ_φ`` also reads a row's steps to the bootstrap
         ``h`` (as ``h / n``); 0 for not. RelaxA2C sets it from ``cv_horizon_input``
+    :param cv_reads_policy: ``ĉ_φ`` also reads the policy's distribution parameters at ``s`` (detached):
+        what the policy has learned about ``s`` already, e.g. each sub-action's logit
     :param log_std_head: ``Box`` spaces only: ``log σ`` is a linear head on the policy's latent,
         initialised to ``log_std_init``, instead of SB3's state-independent parameter
     """
@@ -69,6 +71,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         learn_temperature: bool | None = None,
         cv_temperature_bounds: tuple[float, float] = (0.1, 5.0),
         cv_horizon: int = 0,
+        cv_reads_policy: bool = False,
         log_std_head: bool = False,
         **kwargs: Any,
     ):
@@ -106,6 +109,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         self.learn_temperature = learn_temperature
         self.cv_temperature_bounds = tuple(cv_temperature_bounds)
         self.cv_horizon = cv_horizon
+        self.cv_reads_policy = cv_reads_policy
         self.log_std_head = log_std_head
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
 
@@ -123,7 +127,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
             self.estimator.relaxation,
             z_dim=self.estimator.z_dim,
             n_blocks=_sub_actions(self.action_space),
-            context_dim=self.features_dim + bool(self.cv_horizon),
+            context_dim=self.features_dim + bool(self.cv_horizon) + self.cv_reads_policy * self._params_dim(),
             hidden=self.cv_net_arch,
             relaxed_input=self.cv_relaxed_input,
             temperature_bounds=self.cv_temperature_bounds if self.estimator.relaxation.has_temperature else None,
@@ -152,13 +156,21 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
             value_only |= {id(p) for p in self.vf_features_extractor.parameters()}
         return [p for p in self.actor_critic_parameters() if id(p) not in value_only]
 
-    def cv_context(self, features: th.Tensor, horizon: th.Tensor) -> th.Tensor:
-        """What ``ĉ_φ`` reads besides the action: the features, detached so that ``ĉ`` carries no gradient
-        into θ through ``s``, and, with ``cv_horizon``, the steps ``h`` left to the bootstrap (as ``h/n``).
-        Both are fixed before the action is drawn, which keeps the estimator unbiased (DESIGN.md §4b)."""
-        if not self.cv_horizon:
-            return features.detach()
-        return th.cat([features.detach(), (horizon.to(features.dtype) / self.cv_horizon).unsqueeze(-1)], dim=-1)
+    def _params_dim(self) -> int:
+        """The size of one row of :meth:`distribution_params`."""
+        return self.estimator.z_dim * (2 if isinstance(self.action_space, spaces.Box) else 1)
+
+    def cv_context(self, features: th.Tensor, params: th.Tensor, horizon: th.Tensor) -> th.Tensor:
+        """What ``ĉ_φ`` reads besides the action: the features, with ``cv_reads_policy`` the distribution
+        parameters, all detached so that ``ĉ`` carries no gradient into θ through ``s``, and with
+        ``cv_horizon`` the steps ``h`` left to the bootstrap (as ``h/n``). All are fixed before the action
+        is drawn, which keeps the estimator unbiased (DESIGN.md §4b)."""
+        parts = [features.detach()]
+        if self.cv_reads_policy:
+            parts.append(params.detach())
+        if self.cv_horizon:
+            parts.append((horizon.to(features.dtype) / self.cv_horizon).unsqueeze(-1))
+        return th.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
     def distribution_params(self, latent_pi: th.Tensor) -> th.Tensor:
         """One row of distribution parameters per step: the logits, or ``[μ, log σ]`` for a ``Box``.
@@ -206,6 +218,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
             learn_temperature=self.learn_temperature,
             cv_temperature_bounds=self.cv_temperature_bounds,
             cv_horizon=self.cv_horizon,
+            cv_reads_policy=self.cv_reads_policy,
             log_std_head=self.log_std_head,
         )
         return data

@@ -154,7 +154,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         # One row per step t: the logits, or [μ, log σ] for a Box.
         params, values, entropy, features = self.policy.distribution_params_values_features(rollout.observations)
         advantages = self._normalised(rollout.advantages)  # Â_t = R̂_t − V(s_t): the V part of c = V + ĉ
-        context = self.policy.cv_context(features, horizon)  # fixed before a_t was drawn
+        context = self.policy.cv_context(features, params, horizon)  # fixed before a_t was drawn
 
         # ĝ_t = [Â_t − ĉ(s_t, z̃_t)] ∇θ log π(a_t|s_t) + ∇θ ĉ(s_t, z_t) − ∇θ ĉ(s_t, z̃_t), or the all-action
         # form [Â_t − q̂(s_t, a_t)] ∇θ log π(a_t|s_t) + ∇θ Σ_a π(a|s_t) q̂(s_t, a), or A2C's Â_t ∇θ log π(a_t|s_t).
@@ -284,7 +284,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
                 params = params.detach().requires_grad_()
             actions = actions_for_relaxation(rows.actions, self.action_space)
             advantages = self._normalised(rows.returns - values.detach())  # what V leaves for ĉ to explain
-            context = self.policy.cv_context(features, rows.horizon)
+            context = self.policy.cv_context(features, params, rows.horizon)
             _, g_params = self.estimate(params, actions, advantages, context)
             cv_loss, healthy = self._control_variate_step(params, actions, advantages, context, g_params)
             if not healthy:

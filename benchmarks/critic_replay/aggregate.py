@@ -1,0 +1,147 @@
+"""Tables and plots of the critic-replay study (``run.py``): episodes to the threshold per variant and
+learning rate, each variant at its best learning rate, and ratios to SB3's A2C and to the control.
+
+Medians over seeds with 95% bootstrap intervals (rliable's stratified bootstrap); an unsolved run
+counts at the budget's episode count (censored), so its median is a lower bound when it is in the
+upper half.
+
+    .venv/bin/python benchmarks/critic_replay/aggregate.py --env CartPole-v1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from relax_rl.plot import bootstrap_interval
+
+HERE = Path(__file__).resolve().parent
+SB3_DEFAULT_LR = 7e-4
+
+
+def median_ci(values: list[float]) -> tuple[float, float, float]:
+    point, low, high = bootstrap_interval(np.asarray(values, float).reshape(-1, 1), lambda x: float(np.median(x)))
+    return float(point), float(low), float(high)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--results", type=Path, default=HERE / "results.jsonl")
+    parser.add_argument("--grid-seeds", type=int, nargs="+", default=[0, 1], help="seeds that pick each best lr")
+    parser.add_argument(
+        "--metric", choices=["episodes", "updates"], default="episodes", help="what 'to threshold' counts"
+    )
+    args = parser.parse_args()
+    runs, seen = [], set()
+    for line in args.results.read_text().splitlines():
+        r = json.loads(line)
+        key = (r["variant"], r["lr"], r["seed"])
+        if r["env"] == args.env and key not in seen:  # a run repeated at another budget counts once
+            seen.add(key)
+            runs.append(r)
+    for r in runs:
+        r["episodes"] = r[args.metric]
+    cells: dict[tuple[str, float], list[dict]] = defaultdict(list)
+    for r in runs:
+        cells[(r["variant"], r["lr"])].append(r)
+    variants = list(dict.fromkeys(r["variant"] for r in runs))
+    lrs = sorted({r["lr"] for r in runs})
+
+    lines = [f"# Critic replay on {args.env}: {args.metric} to the threshold (median over seeds)", ""]
+    lines += [
+        "## Learning-rate grid (the same grid for every variant; seeds " + ", ".join(map(str, args.grid_seeds)) + ")",
+        "",
+    ]
+    lines += ["| variant | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |", "|---|" + "---|" * len(lrs)]
+    best: dict[str, float] = {}
+    for v in variants:
+        row, scores = [], {}
+        for lr in lrs:
+            grid = [r for r in cells.get((v, lr), []) if r["seed"] in args.grid_seeds]
+            if not grid:
+                row.append("–")
+                continue
+            episodes = [r["episodes"] for r in grid]
+            scores[lr] = (np.median(episodes), -sum(r["solved"] for r in grid))
+            solved = sum(r["solved"] for r in grid)
+            row.append(f"{np.median(episodes):.0f} ({solved}/{len(grid)} solved)")
+        best[v] = min(scores, key=lambda lr: (scores[lr][1], scores[lr][0]))  # most solved, then fewest episodes
+        lines.append(f"| {v} | " + " | ".join(row) + " |")
+    lines += ["", "Best learning rate per variant: most seeds solved, then the fewest median episodes.", ""]
+
+    lines += ["## Each variant at its best learning rate, every seed", ""]
+    lines += [
+        "| variant | lr | seeds | solved | median to threshold [95% CI] | per seed | median timesteps | SPS "
+        "| ratio to a2c at its defaults | ratio to tuned a2c | ratio to a2c_replay |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    medians = {}
+    summary = {}
+    for v in variants:
+        rs = sorted(cells[(v, best[v])], key=lambda r: r["seed"])
+        episodes = [r["episodes"] for r in rs]
+        medians[v] = median_ci(episodes)
+        summary[v] = {
+            "lr": best[v],
+            "seeds": [r["seed"] for r in rs],
+            "episodes": episodes,
+            "solved": [r["solved"] for r in rs],
+            "median_episodes": medians[v],
+            "median_timesteps": float(np.median([r["timesteps"] for r in rs])),
+            "median_wall_s": float(np.median([r["wall_s"] for r in rs])),
+            "sps": float(np.median([r["sps"] for r in rs])),
+        }
+    default = [r["episodes"] for r in cells.get(("a2c", SB3_DEFAULT_LR), [])]
+    medians["a2c at its defaults"] = median_ci(default) if default else None
+    summary["a2c at its defaults"] = {
+        "lr": SB3_DEFAULT_LR,
+        "episodes": default,
+        "median_episodes": medians["a2c at its defaults"],
+    }
+    for v in variants:
+        s = summary[v]
+        point, low, high = s["median_episodes"]
+        bases = ("a2c at its defaults", "a2c", "a2c_replay")
+        ratios = [f"{point / medians[base][0]:.2f}" if medians.get(base) else "–" for base in bases]
+        per_seed = ", ".join(f"{e}{'' if ok else '*'}" for e, ok in zip(s["episodes"], s["solved"], strict=True))
+        lines.append(
+            f"| {v} | {s['lr']:g} | {len(s['seeds'])} | {sum(s['solved'])}/{len(s['seeds'])} "
+            f"| {point:.0f} [{low:.0f}, {high:.0f}] | {per_seed} | {s['median_timesteps']:.0f} | {s['sps']:.0f} "
+            f"| {ratios[0]} | {ratios[1]} | {ratios[2]} |"
+        )
+    lines += ["", "`*`: unsolved within the budget (counted at its episode count: censored).", ""]
+    out = HERE / args.env.replace("/", "_")
+    out.mkdir(exist_ok=True)
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    (out / "summary.json").write_text(json.dumps({"best_lr": best, "at_best_lr": summary}, indent=2) + "\n")
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for v in variants:
+        xs, ys = [], []
+        for lr in lrs:
+            grid = [r["episodes"] for r in cells.get((v, lr), []) if r["seed"] in args.grid_seeds]
+            if grid:
+                xs.append(lr)
+                ys.append(np.median(grid))
+        ax.plot(xs, ys, marker="o", label=v)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (θ and V)")
+    ax.set_ylabel(f"median {args.metric} to threshold (censored)")
+    ax.set_title(f"{args.env}: learning-rate grid, seeds {args.grid_seeds}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "lr_grid.png", dpi=120)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
