@@ -141,9 +141,18 @@ def test_bundled_configs_cover_the_benchmarks_and_match_where_it_matters():
     for env_id in a2c:
         ours = {**a2c["default"], **(a2c[env_id] or {})}
         theirs = {**relax["default"], **(relax[env_id] or {})}
-        relax_only = {key: theirs.pop(key) for key in list(theirs) if key.startswith("cv_")}
-        assert ours == theirs, env_id  # the comparison differs only in the estimator
-        assert relax_only == {"cv_learning_rate": 1e-3, "cv_objective": "logits", "cv_steps": 1}  # the study's choice
+        relax_only = {key: theirs.pop(key) for key in list(theirs) if key.startswith(("cv_", "critic_", "pg_"))}
+        assert ours == theirs, env_id  # the comparison differs only in the estimator and the critic's training
+        assert relax_only == {  # the critic-replay study's choice (benchmarks/critic_replay/)
+            "pg_estimator": "relax",
+            "cv_learning_rate": 1e-3,
+            "cv_objective": "regression+logits",
+            "cv_steps": 1,
+            "cv_horizon_input": True,
+            "critic_replay": 32,
+            "critic_steps": 4,
+            "critic_batch_size": 256,
+        }
 
 
 def test_a2c_config_is_sb3_defaults():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from recording import record_theta_estimates
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import IdentityEnv, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete
@@ -164,28 +165,6 @@ class Bandit(gym.Env):
 
     def step(self, action):
         return np.array([0.5, -0.5], dtype=np.float32), float(self.REWARDS[action]), True, False, {}
-
-
-def record_theta_estimates(model: RelaxA2C) -> list[torch.Tensor]:
-    """Records ĝ^ℓ as each update's θ gradient uses it: the first estimate of every ``train``. Later ones,
-    on the replay, train φ and are not what θ steps with."""
-    estimates: list[torch.Tensor] = []
-    estimate, train = model.estimate, model.train
-    state = {"first": False}
-
-    def recording(*args):
-        surrogate, g_logits = estimate(*args)
-        if state["first"]:
-            estimates.append(g_logits.detach().clone())
-            state["first"] = False
-        return surrogate, g_logits
-
-    def recording_train():
-        state["first"] = True
-        train()
-
-    model.estimate, model.train = recording, recording_train
-    return estimates
 
 
 BANDIT_DESIGNS = {

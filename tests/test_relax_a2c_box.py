@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from recording import record_theta_estimates
 from stable_baselines3.common.env_util import make_vec_env
 from stats import N_SE, assert_unbiased, z_scores
 from test_cli import _one_line_error
@@ -53,7 +54,7 @@ def exact_bandit_gradient(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Te
 
 
 def bandit_estimates(
-    objective: str, log_std_head: bool, fresh_sample: bool = False
+    objective: str, log_std_head: bool, fresh_sample: bool = False, critic_replay: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-step ĝ for (μ, log σ) over many updates with θ frozen and φ learning, and the exact gradient."""
     model = RelaxA2C(
@@ -63,6 +64,7 @@ def bandit_estimates(
         learning_rate=0.0,
         cv_learning_rate=1e-2,
         cv_objective=objective,
+        critic_replay=critic_replay,
         policy_kwargs={"log_std_head": log_std_head},
         seed=0,
         device="cpu",
@@ -75,15 +77,7 @@ def bandit_estimates(
             p.add_(torch.randn_like(p))  # away from the zero-output initialisation
     if fresh_sample:  # the known bug: evaluate ĉ at a fresh draw instead of the executed action
         policy.estimator.relaxation.recover_eps = lambda action, mean, std: torch.randn_like(mean)
-    estimates = []
-    relax_estimate = model.relax_estimate
-
-    def recording(*args):
-        surrogate, g_params = relax_estimate(*args)
-        estimates.append(g_params.detach().clone())
-        return surrogate, g_params
-
-    model.relax_estimate = recording
+    estimates = record_theta_estimates(model)
     cv_before = [p.detach().clone() for p in policy.control_variate.parameters()]
     model.learn(64 * 250)
     assert any(not torch.equal(a, b) for a, b in zip(cv_before, policy.control_variate.parameters(), strict=True))
@@ -94,13 +88,15 @@ def bandit_estimates(
 
 
 @pytest.mark.parametrize(
-    ("objective", "log_std_head"),
-    [("logits", False), ("params", True)],
-    ids=["logits-state-independent", "params-head"],
+    ("objective", "log_std_head", "critic_replay"),
+    [("logits", False, 0), ("params", True, 0), ("regression+logits", False, 32)],
+    ids=["logits-state-independent", "params-head", "replay-regression+logits"],
 )
-def test_lax_policy_gradient_is_unbiased_on_a_continuous_bandit(objective: str, log_std_head: bool) -> None:
+def test_lax_policy_gradient_is_unbiased_on_a_continuous_bandit(
+    objective: str, log_std_head: bool, critic_replay: int
+) -> None:
     """The mean per-step ĝ equals the exact ∇ E[r] for (μ, log σ); the baseline V(s) adds no bias."""
-    estimates, exact = bandit_estimates(objective, log_std_head)
+    estimates, exact = bandit_estimates(objective, log_std_head, critic_replay=critic_replay)
     assert_unbiased(estimates, exact, f"RELAX-A2C on a Box ({objective})")
 
 
