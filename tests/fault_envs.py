@@ -4,7 +4,9 @@
   ``"<step>:pause:<file>"`` creates ``file`` and hangs, for the test to kill the process;
   ``"<step>:SIGTERM"`` (or any signal name) sends that signal to its own process. The setting is read
   at every step, never stored, so the copy of the env that a checkpoint holds does not trip again
-  in the resumed run; and it trips once per process, in whichever env gets there first.
+  in the resumed run; and it trips once per process, in whichever training env gets there first.
+  Evaluation envs (seeded from ``EVAL_SEED_OFFSET`` on) never trip: how many steps they have taken by
+  a given timestep depends on how well the policy plays, which is no fixed point to interrupt at.
 - ``relax-rl-test/NaNRewardCartPole-v1`` returns NaN rewards after its first ``NAN_AFTER`` steps.
 - ``relax-rl-test/HollowCopyCartPole-v1`` deep-copies without error into a copy that cannot step, as
   Box2D's envs do (their bodies live in native code); ``.../DriftingCopyCartPole-v1`` copies into one
@@ -21,6 +23,8 @@ from pathlib import Path
 import gymnasium as gym
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
+from relax_rl.cli import EVAL_SEED_OFFSET
+
 TRIPWIRE = "RELAX_RL_TEST_TRIPWIRE"
 NAN_AFTER = 60
 HANG_LIMIT_S = 120  # a paused process that nobody kills exits by itself
@@ -33,12 +37,18 @@ class TripwireCartPole(CartPoleEnv):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.steps = 0
+        self.evaluation: bool | None = None  # known at the first seeded reset
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None and self.evaluation is None:
+            self.evaluation = seed >= EVAL_SEED_OFFSET
+        return super().reset(seed=seed, options=options)
 
     def step(self, action):
         self.steps += 1
         setting = os.environ.get(TRIPWIRE, "")
         step, _, what = setting.partition(":")
-        if setting and int(step) == self.steps and setting not in _tripped:
+        if setting and not self.evaluation and int(step) == self.steps and setting not in _tripped:
             _tripped.add(setting)
             _trip(what)
         return super().step(action)

@@ -14,6 +14,7 @@ from stable_baselines3.common.envs import IdentityEnvMultiBinary
 
 from relax_rl import RelaxA2C
 from relax_rl.agents.buffers import whole_rollout
+from relax_rl.envs import make_vec_env as make_vec_env_fast
 
 
 def cartpole(**kwargs) -> RelaxA2C:
@@ -153,3 +154,16 @@ def test_the_horizon_is_read_in_rollout_order() -> None:
     buffer = model.rollout_buffer
     assert np.array_equal(rollout.observations.numpy(), buffer.observations.reshape(12, -1))
     assert np.array_equal(rollout.returns.numpy(), buffer.returns.reshape(12))
+
+
+def test_the_replay_keeps_copies_of_a_tensor_rollout() -> None:
+    """A tensor rollout buffer hands out views of storage the next rollout overwrites: the replay must
+    hold copies, or every rollout in it would be the newest one."""
+    env = make_vec_env_fast("CartPole-v1", 64, 0, backend="torch")
+    model = RelaxA2C("MlpPolicy", env, critic_replay=3, seed=0, device="cpu")
+    model.learn(3 * 64 * 5)
+    observations = [rollout.observations for rollout in model.replay.rollouts]
+    assert len(observations) == 3
+    assert not torch.equal(observations[0], observations[1]) and not torch.equal(observations[1], observations[2])
+    buffer = model.rollout_buffer.observations
+    assert all(o.untyped_storage().data_ptr() != buffer.untyped_storage().data_ptr() for o in observations)

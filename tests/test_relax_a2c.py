@@ -61,7 +61,7 @@ def test_save_load_round_trip_is_bit_exact(tmp_path) -> None:
     for key, value in before.items():
         assert torch.equal(value, after[key]), key
     assert loaded.policy.control_variate.temperature().item() == model.policy.control_variate.temperature().item()
-    assert (loaded.cv_objective, loaded.cv_learning_rate) == ("logits", 3e-3)
+    assert (loaded.cv_objective, loaded.cv_learning_rate) == ("regression+logits", 3e-3)
     obs = np.arange(5) % 4  # IdentityEnv observes a Discrete(4) value
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
 

@@ -47,7 +47,8 @@ class RolloutReplay:
         return sum(len(rollout.returns) for rollout in self.rollouts)
 
     def add(self, rows: ReplayRows) -> None:
-        self.rollouts.append(ReplayRows(*(_detach(x) for x in rows)))
+        # Copies: a tensor rollout buffer hands out views of storage that the next rollout overwrites.
+        self.rollouts.append(ReplayRows(*(_copy(x) for x in rows)))
         self._rows = None
 
     def sample(self, batch_size: int) -> ReplayRows:
@@ -59,5 +60,5 @@ class RolloutReplay:
         return ReplayRows(*(_index(x, rows) for x in self._rows))
 
 
-def _detach(x: th.Tensor | dict[str, th.Tensor]) -> th.Tensor | dict[str, th.Tensor]:
-    return {key: value.detach() for key, value in x.items()} if isinstance(x, dict) else x.detach()
+def _copy(x: th.Tensor | dict[str, th.Tensor]) -> th.Tensor | dict[str, th.Tensor]:
+    return {key: value.detach().clone() for key, value in x.items()} if isinstance(x, dict) else x.detach().clone()
