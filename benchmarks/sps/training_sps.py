@@ -1,7 +1,8 @@
 """Training throughput of RelaxA2C against SB3's A2C, measured side by side in one process.
 
 Both algorithms train on the same vectorised env with the same settings; runs alternate
-(A2C, RELAX logits, RELAX params, RELAX linear head, the critic-replay study's variants, A2C, ...) so that
+(A2C, RELAX without replay: logits, params, linear head; the critic-replay study's variants, of which
+``relax_replay`` is RelaxA2C's default; A2C, ...) so that
 drifts in machine load hit all of them alike, and each configuration's median SPS over the repeats is
 reported with its ratio to A2C.
 
@@ -28,11 +29,13 @@ from relax_rl.envs import make_vec_env
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "critic_replay"))
 from run import VARIANTS as REPLAY_VARIANTS
 
+#: RelaxA2C without a replay, as it was before the critic-replay study made the replay its default.
+NO_REPLAY = {"critic_replay": 0, "cv_objective": "logits", "cv_horizon_input": False}
 CONFIGS = {
     "a2c": (A2C, {}),
-    "relax_a2c (logits)": (RelaxA2C, {"cv_objective": "logits"}),
-    "relax_a2c (params)": (RelaxA2C, {"cv_objective": "params"}),
-    "relax_a2c (logits, linear head)": (RelaxA2C, {"policy_kwargs": {"cv_arch": "linear"}}),
+    "relax_a2c, no replay (logits)": (RelaxA2C, NO_REPLAY),
+    "relax_a2c, no replay (params)": (RelaxA2C, {**NO_REPLAY, "cv_objective": "params"}),
+    "relax_a2c, no replay (logits, linear head)": (RelaxA2C, {**NO_REPLAY, "policy_kwargs": {"cv_arch": "linear"}}),
     **{name: (RelaxA2C, kwargs) for name, kwargs in REPLAY_VARIANTS.items() if name != "a2c"},
 }
 

@@ -59,7 +59,8 @@ class RelaxA2C(TensorRolloutMixin, A2C):
     :param critic_replay: ``V`` and ``φ`` train on a replay of the last K rollouts after θ's gradient is
         taken (DESIGN.md §4b); 0 trains ``V`` with θ on this rollout, as A2C does
     :param critic_steps: ``V``'s minibatch steps per update on the replay (with ``critic_replay``)
-    :param critic_batch_size: rows per replay minibatch, for ``V`` and ``φ`` (None: one rollout's rows)
+    :param critic_batch_size: rows per replay minibatch, for ``V`` and ``φ``, and never fewer than one
+        rollout's rows (None: one rollout's)
 
     The defaults are the best unbiased design of ``benchmarks/critic_replay/`` (CartPole, SB3's 8 x 5
     setting): ``V`` and ``ĉ`` on a replay of 32 rollouts, 4 steps of 256 rows for ``V`` and one for ``ĉ``,
@@ -133,7 +134,8 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             self.policy.control_variate.parameters(), lr=self.cv_lr_schedule(1), foreach=True
         )
         self.replay = RolloutReplay(self.critic_replay) if self.critic_replay else None
-        self.replay_batch_size = self.critic_batch_size or self.n_steps * self.n_envs
+        # Never fewer rows than one rollout: with many envs, V must not see less than A2C would show it.
+        self.replay_batch_size = max(self.critic_batch_size or 0, self.n_steps * self.n_envs)
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, tensors = super()._get_torch_save_params()
