@@ -375,27 +375,17 @@ def test_all_action_is_exactly_unbiased_by_enumeration(relaxation, theta: torch.
     assert (biased - exact).abs().max() > 1e-3
 
 
-def test_all_action_refuses_a_control_variate_that_is_not_affine() -> None:
+@pytest.mark.parametrize(
+    "make_q",
+    [lambda rel: random_mlp_cv(rel, 4), lambda rel: LinearControlVariate(rel, 4)],
+    ids=["mlp", "linear-on-softmax(z/τ)"],  # a linear head on a relaxation is not affine in z either
+)
+def test_all_action_refuses_a_control_variate_that_is_not_affine(make_q) -> None:
     rel = CategoricalRelaxation()
-    logits = CAT_LOGITS.expand(4, 4)
-    b = torch.arange(4)
+    logits, b = CAT_LOGITS.expand(4, 4), torch.arange(4)
+    indicator, mean = rel.indicator(logits, b), rel.mean_indicator(logits)
     with pytest.raises(ValueError, match="affine"):
-        all_action(
-            torch.zeros(4),
-            rel.log_prob(logits, b),
-            rel.indicator(logits, b),
-            rel.mean_indicator(logits),
-            random_mlp_cv(rel, 4),
-        )
-    # A linear head on softmax(z/τ) is not affine in z either.
-    with pytest.raises(ValueError, match="affine"):
-        all_action(
-            torch.zeros(4),
-            rel.log_prob(logits, b),
-            rel.indicator(logits, b),
-            rel.mean_indicator(logits),
-            LinearControlVariate(rel, 4),
-        )
+        all_action(torch.zeros(4), rel.log_prob(logits, b), indicator, mean, make_q(rel))
 
 
 def test_a_bounded_temperature_stays_in_its_bounds_and_can_leave_them() -> None:

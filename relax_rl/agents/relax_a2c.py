@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import torch as th
@@ -24,6 +25,8 @@ from relax_rl.agents.spaces import PG_ESTIMATORS, actions_for_relaxation, estima
 from relax_rl.agents.tensor_rollout import TensorRolloutMixin
 
 SelfRelaxA2C = TypeVar("SelfRelaxA2C", bound="RelaxA2C")
+#: What one step of φ trains on: distribution parameters, actions, advantages, ĉ's context, and ĝ^ℓ.
+CvBatch = tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor, th.Tensor]
 
 #: φ's objectives: the variance of ĝ (DESIGN.md §4), a regression of ĉ on the advantage, or their sum.
 CV_OBJECTIVES = ("logits", "params", "regression", "regression+logits", "regression+params")
@@ -182,8 +185,12 @@ class RelaxA2C(TensorRolloutMixin, A2C):
 
         cv_loss = None
         if healthy and self.policy.estimator.uses_control_variate and not replayed:
-            # φ on this rollout, before θ steps: ĝ's graph is still the one θ's gradient came from.
-            cv_loss, healthy = self._fit_control_variate(params, actions, advantages, context, g_params)
+            # φ on this rollout, before θ steps: ĝ's graph is still the one θ's gradient came from. After
+            # the first step, ĝ at the updated φ (with fresh z, z̃ if discrete).
+            rows = params, actions, advantages, context
+            cv_loss, healthy = self._fit_control_variate(
+                lambda step: (*rows, g_params if step == 0 else self.estimate(*rows)[1])
+            )
         if healthy:
             th.nn.utils.clip_grad_norm_(theta, self.max_grad_norm)
             self.policy.optimizer.step()
@@ -191,7 +198,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             self.replay.add(ReplayRows(rollout.observations, rollout.actions, rollout.returns, horizon))
             value_loss, healthy = self._fit_critic_on_replay()
             if healthy and self.policy.estimator.uses_control_variate:
-                cv_loss, healthy = self._fit_control_variate_on_replay()
+                cv_loss, healthy = self._fit_control_variate(self._replay_minibatch)
         self.bad_update_streak = 0 if healthy else self.bad_update_streak + 1
         self.skipped_updates += not healthy
         self.logger.record("train/skipped_updates", self.skipped_updates)
@@ -213,20 +220,10 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             return advantages
         return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
-    def _fit_control_variate(
-        self,
-        params: th.Tensor,
-        actions: th.Tensor,
-        advantages: th.Tensor,
-        context: th.Tensor,
-        g_params: th.Tensor | None = None,
-    ) -> tuple[th.Tensor, bool]:
-        """``cv_steps`` steps of φ's objective on these rows; a given ``g_params`` is ĝ^ℓ for the first."""
-        healthy = True
+    def _fit_control_variate(self, batch: Callable[[int], CvBatch]) -> tuple[th.Tensor, bool]:
+        """``cv_steps`` steps of φ's objective, step ``i`` on the rows and ĝ^ℓ that ``batch(i)`` gives."""
         for step in range(self.cv_steps):
-            if g_params is None or step > 0:  # ĝ at the updated φ (with fresh z, z̃ if discrete)
-                _, g_params = self.estimate(params, actions, advantages, context)
-            cv_loss, healthy = self._control_variate_step(params, actions, advantages, context, g_params)
+            cv_loss, healthy = self._control_variate_step(*batch(step))
             if not healthy:
                 break
         return cv_loss, healthy
@@ -280,22 +277,16 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             self.policy.optimizer.step()  # only ψ has gradients: θ's entries are skipped
         return value_loss, True
 
-    def _fit_control_variate_on_replay(self) -> tuple[th.Tensor, bool]:
-        """``cv_steps`` steps of φ, each on a fresh replay minibatch, at the current θ and ``V``."""
-        healthy = True
-        for _ in range(self.cv_steps):
-            rows = self.replay.sample(self.replay_batch_size)
-            params, values, _, features = self.policy.distribution_params_values_features(rows.observations)
-            if not self.cv_objective.endswith("params"):  # only the params objective differentiates through θ
-                params = params.detach().requires_grad_()
-            actions = actions_for_relaxation(rows.actions, self.action_space)
-            advantages = self._normalised(rows.returns - values.detach())  # what V leaves for ĉ to explain
-            context = self.policy.cv_context(features, params, rows.horizon)
-            _, g_params = self.estimate(params, actions, advantages, context)
-            cv_loss, healthy = self._control_variate_step(params, actions, advantages, context, g_params)
-            if not healthy:
-                break
-        return cv_loss, healthy
+    def _replay_minibatch(self, step: int) -> CvBatch:
+        """A fresh replay minibatch for φ, at the current θ and ``V``."""
+        rows = self.replay.sample(self.replay_batch_size)
+        params, values, _, features = self.policy.distribution_params_values_features(rows.observations)
+        if not self.cv_objective.endswith("params"):  # only the params objective differentiates through θ
+            params = params.detach().requires_grad_()
+        actions = actions_for_relaxation(rows.actions, self.action_space)
+        advantages = self._normalised(rows.returns - values.detach())  # what V leaves for ĉ to explain
+        context = self.policy.cv_context(features, params, rows.horizon)
+        return params, actions, advantages, context, self.estimate(params, actions, advantages, context)[1]
 
     def _log_update(
         self,
