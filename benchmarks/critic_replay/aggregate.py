@@ -32,6 +32,15 @@ def median_ci(values: list[float]) -> tuple[float, float, float]:
     return float(point), float(low), float(high)
 
 
+def ratio_ci(a: list[float], b: list[float], reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """median(a) / median(b), with a percentile-bootstrap interval resampling each group's seeds."""
+    rng = np.random.default_rng(seed)
+    a_arr, b_arr = np.asarray(a, float), np.asarray(b, float)
+    draws = [np.median(rng.choice(a_arr, len(a_arr))) / np.median(rng.choice(b_arr, len(b_arr))) for _ in range(reps)]
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return float(np.median(a_arr) / np.median(b_arr)), float(low), float(high)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="CartPole-v1")
@@ -111,14 +120,26 @@ def main() -> None:
         s = summary[v]
         point, low, high = s["median_episodes"]
         bases = ("a2c at its defaults", "a2c", "a2c_replay")
-        ratios = [f"{point / medians[base][0]:.2f}" if medians.get(base) else "–" for base in bases]
+        ratios = []
+        for base in bases:
+            if not medians.get(base):
+                ratios.append("–")
+                continue
+            ratio = ratio_ci(s["episodes"], summary[base]["episodes"])
+            s.setdefault("ratios", {})[base] = list(ratio)
+            ratios.append(f"{ratio[0]:.2f} [{ratio[1]:.2f}, {ratio[2]:.2f}]")
         per_seed = ", ".join(f"{e}{'' if ok else '*'}" for e, ok in zip(s["episodes"], s["solved"], strict=True))
         lines.append(
             f"| {v} | {s['lr']:g} | {len(s['seeds'])} | {sum(s['solved'])}/{len(s['seeds'])} "
             f"| {point:.0f} [{low:.0f}, {high:.0f}] | {per_seed} | {s['median_timesteps']:.0f} | {s['sps']:.0f} "
             f"| {ratios[0]} | {ratios[1]} | {ratios[2]} |"
         )
-    lines += ["", "`*`: unsolved within the budget (counted at its episode count: censored).", ""]
+    lines += [
+        "",
+        "`*`: unsolved within the budget (counted at its episode count: censored). Ratios: of medians, with",
+        "95% percentile-bootstrap intervals resampling each side's seeds.",
+        "",
+    ]
     out = HERE / args.env.replace("/", "_")
     out.mkdir(exist_ok=True)
     (out / "summary.md").write_text("\n".join(lines) + "\n")
