@@ -155,6 +155,7 @@ def main() -> None:
                 ys.append(np.median(grid))
         ax.plot(xs, ys, marker="o", label=v)
     ax.set_xscale("log")
+    ax.set_yscale("log")  # censored runs at a diverging step count thousands of short episodes
     ax.set_xlabel("learning rate (θ and V)")
     ax.set_ylabel(f"median {args.metric} to threshold (censored)")
     ax.set_title(f"{args.env}: learning-rate grid, seeds {args.grid_seeds}")

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from stable_baselines3 import A2C
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecNormalize
 
 from relax_rl import RelaxA2C
 from relax_rl.envs import get_spec, make_vec_env
@@ -76,10 +77,12 @@ class StopWhenSolved(BaseCallback):
         return True
 
 
-def run_one(env_id: str, variant: str, lr: float, seed: int, budget: int) -> dict[str, Any]:
+def run_one(env_id: str, variant: str, lr: float, seed: int, budget: int, normalize: bool = False) -> dict[str, Any]:
     torch.set_num_threads(1)
     threshold = get_spec(env_id).reward_threshold
     env = make_vec_env(env_id, 8, seed, backend="gymnasium")
+    if normalize:  # as the zoo's configs do for MuJoCo; the episode returns read are the raw ones
+        env = VecNormalize(env)
     kwargs = {"learning_rate": lr, "seed": seed, "device": "cpu"}
     model = (
         A2C("MlpPolicy", env, **kwargs)
@@ -96,6 +99,7 @@ def run_one(env_id: str, variant: str, lr: float, seed: int, budget: int) -> dic
         "lr": lr,
         "seed": seed,
         "budget": budget,
+        "normalize": normalize,
         "solved": stopper.solved_at is not None,
         "episodes": stopper.solved_at if stopper.solved_at is not None else len(stopper.returns),
         "timesteps": model.num_timesteps,
@@ -114,6 +118,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--budget", type=int, default=300_000, help="timesteps before a run counts as unsolved")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--normalize", action="store_true", help="VecNormalize observations and rewards")
     parser.add_argument("--out", type=Path, default=HERE / "results.jsonl")
     args = parser.parse_args()
     done = set()
@@ -130,7 +135,7 @@ def main() -> None:
     ]
     print(f"{len(jobs)} runs to go ({len(done)} already in {args.out})", flush=True)
     with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:
-        futures = {pool.submit(run_one, *job): job for job in jobs}
+        futures = {pool.submit(run_one, *job, args.normalize): job for job in jobs}
         for i, future in enumerate(concurrent.futures.as_completed(futures), 1):
             result = future.result()
             with args.out.open("a") as f:
