@@ -21,7 +21,7 @@ from relax_rl.agents.policies import (
     RelaxMultiInputActorCriticPolicy,
 )
 from relax_rl.agents.replay import ReplayRows, RolloutReplay
-from relax_rl.agents.spaces import PG_ESTIMATORS, actions_for_relaxation, estimator_for, split_mean_log_std
+from relax_rl.agents.spaces import actions_for_relaxation, estimator_for, split_mean_log_std
 from relax_rl.agents.tensor_rollout import TensorRolloutMixin
 
 SelfRelaxA2C = TypeVar("SelfRelaxA2C", bound="RelaxA2C")
@@ -93,8 +93,6 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         _init_setup_model: bool = True,
         **kwargs: Any,
     ):
-        if pg_estimator not in PG_ESTIMATORS:
-            raise ValueError(f"pg_estimator must be one of {', '.join(PG_ESTIMATORS)}, got {pg_estimator!r}")
         if cv_objective not in CV_OBJECTIVES:
             raise ValueError(f"cv_objective must be one of {CV_OBJECTIVES}, got {cv_objective!r}")
         for name, value, low in (
@@ -179,7 +177,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             loss = loss + self.vf_coef * value_loss
         theta = self.policy.actor_parameters() if replayed else self.policy.actor_critic_parameters()
         self.policy.optimizer.zero_grad()
-        loss.backward(inputs=theta, retain_graph=True)  # φ's objective below may reuse this graph
+        loss.backward(inputs=theta, retain_graph=not replayed)  # φ's objective on this rollout reuses it
         # A non-finite loss or gradient must never reach the parameters: such an update is skipped.
         healthy = _all_finite([loss, *_grads(theta)])
 

@@ -10,6 +10,7 @@ surrogate whose gradient with respect to that row is ``ĝ_t``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import numpy as np
 from gymnasium import spaces
@@ -99,6 +100,14 @@ def distribution_from_params(action_dist: Distribution, params: Tensor) -> Distr
 PG_ESTIMATORS = ("relax", "all_action", "a2c")
 
 
+def _mean_over_draws(
+    draw: Callable[[Tensor], Tensor], params: Tensor, control_variate: ControlVariate, context: Tensor, n: int
+) -> Tensor:
+    """``E[ĉ(s, x)]`` per row, estimated from ``n`` draws ``x = draw(params)`` of what ``ĉ`` reads."""
+    values = control_variate(draw(params.detach().repeat(n, 1)), context.repeat(n, 1))
+    return values.view(n, -1).mean(0)
+
+
 class ActionEstimator(ABC):
     """The per-step policy-gradient surrogate of one kind of action space.
 
@@ -169,9 +178,7 @@ class RelaxEstimator(ActionEstimator):
         self, params: Tensor, control_variate: ControlVariate, context: Tensor, n_samples: int = 64
     ) -> Tensor:
         # z̃ | a with a ~ π is distributed as z itself: average ĉ over fresh z.
-        rows = params.detach().repeat(n_samples, 1)
-        values = control_variate(self.relaxation.sample_z(rows), context.repeat(n_samples, 1))
-        return values.view(n_samples, -1).mean(0)
+        return _mean_over_draws(self.relaxation.sample_z, params, control_variate, context, n_samples)
 
 
 class AllActionEstimator(RelaxEstimator):
@@ -230,9 +237,11 @@ class LaxEstimator(ActionEstimator):
     def mean_control_variate(
         self, params: Tensor, control_variate: ControlVariate, context: Tensor, n_samples: int = 64
     ) -> Tensor:
-        mean, log_std = split_mean_log_std(params.detach().repeat(n_samples, 1))
-        values = control_variate(self.relaxation.sample(mean, log_std.exp()), context.repeat(n_samples, 1))
-        return values.view(n_samples, -1).mean(0)
+        def draw(rows: Tensor) -> Tensor:
+            mean, log_std = split_mean_log_std(rows)
+            return self.relaxation.sample(mean, log_std.exp())
+
+        return _mean_over_draws(draw, params, control_variate, context, n_samples)
 
 
 class ScoreFunctionEstimator(ActionEstimator):
