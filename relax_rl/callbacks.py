@@ -85,6 +85,21 @@ class SaveModelCallback(BaseCallback):
         return True
 
 
+class ReportEvaluations(BaseCallback):
+    """EvalCallback's ``callback_after_eval``: passes each evaluation's (timestep, mean return) to ``report``.
+
+    Whatever ``report`` raises (a sweep's "prune this trial") ends training and reaches ``learn``'s caller.
+    """
+
+    def __init__(self, report: Callable[[int, float], None]) -> None:
+        super().__init__()
+        self.report = report
+
+    def _on_step(self) -> bool:
+        self.report(self.num_timesteps, float(self.parent.last_mean_reward))
+        return True
+
+
 class TimedEvalCallback(EvalCallback):
     """``EvalCallback`` that adds up the seconds spent evaluating, so throughput can exclude them."""
 

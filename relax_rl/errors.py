@@ -1,4 +1,8 @@
-"""Helpers for one-line error messages."""
+"""The error every layer raises for bad input, and a helper for one-line messages."""
+
+
+class UsageError(Exception):
+    """Bad input (an unusable file, directory, option or value): the CLIs print it as one line, exit status 2."""
 
 
 def first_line(err: BaseException) -> str:

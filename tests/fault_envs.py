@@ -23,7 +23,7 @@ from pathlib import Path
 import gymnasium as gym
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
-from relax_rl.cli import EVAL_SEED_OFFSET
+from relax_rl.run import EVAL_SEED_OFFSET
 
 TRIPWIRE = "RELAX_RL_TEST_TRIPWIRE"
 NAN_AFTER = 60

@@ -15,7 +15,8 @@ from stable_baselines3 import PPO
 
 from relax_rl import RelaxA2C
 from relax_rl.callbacks import SolveTracker, atomic_write
-from relax_rl.cli import detect_algo, evaluate_main, read_model_data, train_main
+from relax_rl.cli import evaluate_main, train_main
+from relax_rl.run import detect_algo, read_model_data
 
 REPO = Path(__file__).resolve().parent.parent
 ALGOS = ["a2c", "relax_a2c"]

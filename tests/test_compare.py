@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from relax_rl import compare, plot
+from relax_rl.cli import compare as compare_cli
 
 SEEDS = 2
 
@@ -15,7 +16,7 @@ def comparison(tmp_path_factory):
     """A 2-seed a2c comparison on a tiny budget: (exit status, out dir)."""
     out = tmp_path_factory.mktemp("compare")
     argv = ["--env", "CartPole-v1", "--algos", "a2c", "--seeds", str(SEEDS), "--workers", "2", "--out", str(out)]
-    status = compare.main([*argv, "--total-timesteps", "500", "--n-envs", "2", "--hyperparams", "gamma=0.98"])
+    status = compare_cli.main([*argv, "--total-timesteps", "500", "--n-envs", "2", "--hyperparams", "gamma=0.98"])
     return status, out
 
 
@@ -37,7 +38,7 @@ def test_compare_writes_every_report(comparison):
 def test_compare_refuses_to_overwrite_runs(comparison, capsys):
     _, out = comparison
     argv = ["--algos", "a2c", "--seeds", str(SEEDS), "--out", str(out), "--total-timesteps", "500"]
-    assert compare.main(argv) == 2
+    assert compare_cli.main(argv) == 2
     error = capsys.readouterr().err.strip()
     assert "already exist" in error and "\n" not in error
 

@@ -17,19 +17,19 @@ from stable_baselines3 import A2C
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from relax_rl import RelaxA2C
-from relax_rl.cli import torch_threads
+from relax_rl.cli.diagnose import main
 from relax_rl.diagnose import (
     ActionVarianceCallback,
     VarianceDecomposition,
     continue_rows,
     decompose_variance,
     diagnose,
-    main,
     on_policy_states,
     parameter_space_statistics,
     sample_estimates,
 )
 from relax_rl.envs import make_vec_env
+from relax_rl.run import torch_threads
 
 
 @pytest.fixture(autouse=True)

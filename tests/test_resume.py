@@ -23,7 +23,9 @@ from relax_rl import RelaxA2C
 from relax_rl import checkpoint as checkpoint_module
 from relax_rl.callbacks import RunControl, StopSignals
 from relax_rl.checkpoint import META_ENTRY, STATE_ENTRY
-from relax_rl.cli import EXIT_IO_ERROR, evaluate_main, torch_threads, train_main
+from relax_rl.cli import evaluate_main, train_main
+from relax_rl.cli.common import EXIT_IO_ERROR
+from relax_rl.run import torch_threads
 
 TESTS = Path(__file__).resolve().parent
 ENV = "relax-rl-test/TripwireCartPole-v1"

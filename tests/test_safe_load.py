@@ -14,7 +14,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
 from relax_rl import RelaxA2C
-from relax_rl.cli import evaluate_main, torch_threads
+from relax_rl.cli import evaluate_main
+from relax_rl.run import torch_threads
 from relax_rl.safe_load import UnsafeModelError, load_model_safely, load_normalization, normalization_to_json
 
 

@@ -1,18 +1,8 @@
-"""Compare algorithms over seeds: ``python -m relax_rl.compare --env CartPole-v1 --algos relax_a2c a2c --seeds 5``.
-
-Every (algo, seed) pair trains in its own ``train`` subprocess into ``<out>/runs/<algo>/<env>_s<seed>``,
-``--workers`` at a time. Then ``<out>`` gets ``results.json`` (every run's metrics), ``summary.md``
-(episodes to solve with bootstrap CIs, final return, SPS, wall time, ratios to a2c) and
-``learning_curves.png``.
-"""
+"""The reports of a comparison: results.json, summary.md (rliable intervals, ratios to A2C) and the curves."""
 
 from __future__ import annotations
 
-import concurrent.futures
-import dataclasses
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,129 +10,10 @@ from typing import Any
 
 import numpy as np
 from rliable import metrics as rl_metrics
-from tqdm import tqdm
 
-from relax_rl.cli import METRICS_FILE, CLIError, CLIParser, default_run_dir, run_guarded
-from relax_rl.config import ALGOS, parse_overrides, resolve_config
-from relax_rl.envs import get_spec
 from relax_rl.plot import bootstrap_interval, plot_learning_curves
 
 BASELINE = "a2c"  # ratios in summary.md are <algo> / BASELINE
-
-
-@dataclasses.dataclass
-class Job:
-    """One training run of the comparison."""
-
-    algo: str
-    seed: int
-    run_dir: Path
-    log: Path
-
-
-def _parser() -> CLIParser:
-    parser = CLIParser(prog="python -m relax_rl.compare", description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="CartPole-v1")
-    parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=list(ALGOS))
-    parser.add_argument("--seeds", type=int, default=5, help="K seeds, FIRST..FIRST+K-1, for every algorithm")
-    parser.add_argument(
-        "--first-seed", type=int, default=0, help="FIRST; tune on other seeds than those you report (default 0)"
-    )
-    parser.add_argument("--total-timesteps", type=int, help="default: n_timesteps of each algorithm's config")
-    parser.add_argument("--n-envs", type=int, help="default: n_envs of each algorithm's config")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs at a time")
-    parser.add_argument("--out", type=Path, help="default: runs/compare/<env>")
-    parser.add_argument("--hyperparams", nargs="+", default=[], metavar="KEY=VALUE", help="passed to every run")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--eval-freq", type=int, default=0, help="per-run evaluation period in timesteps; 0: off")
-    parser.add_argument("--checkpoint-freq", type=int, default=0, help="per-run checkpoint period; 0: off")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; exit status 0 if every run succeeded, 1 if some failed, 2 for bad input."""
-    return run_guarded(_compare, argv)
-
-
-def _compare(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
-    if args.seeds < 1 or args.workers < 1:
-        raise CLIError("--seeds and --workers must be >= 1")
-    out = args.out or Path("runs") / "compare" / args.env.replace("/", "-")
-    jobs = _plan(args, out)
-    train_args = _train_args(args)
-    results = _run_all(jobs, train_args, args.workers)
-    settings = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
-    write_reports(results, out, env_id=args.env, settings={**settings, "out": str(out)})
-    failed = [r for r in results if r["returncode"] != 0]
-    for run in failed:
-        print(f"{run['algo']} seed {run['seed']} failed (exit {run['returncode']}): {run['error']}", file=sys.stderr)
-    print(f"wrote {out / 'summary.md'}, {out / 'results.json'}, {out / 'learning_curves.png'}")
-    return 1 if failed else 0
-
-
-def _plan(args: Any, out: Path) -> list[Job]:
-    """Check everything that would make every run fail the same way, then list the jobs."""
-    get_spec(args.env)
-    overrides = parse_overrides(args.hyperparams)
-    for algo in args.algos:
-        resolve_config(algo, args.env, 0, overrides=overrides, n_envs=args.n_envs, total_timesteps=args.total_timesteps)
-    jobs = [
-        Job(algo, seed, default_run_dir(out / "runs", algo, args.env, seed), out / "logs" / f"{algo}_s{seed}.log")
-        for algo in dict.fromkeys(args.algos)
-        for seed in range(args.first_seed, args.first_seed + args.seeds)
-    ]
-    existing = [str(job.run_dir) for job in jobs if job.run_dir.exists()]
-    if existing:
-        raise CLIError(f"{len(existing)} run directories already exist (e.g. {existing[0]}); use another --out")
-    return jobs
-
-
-def _train_args(args: Any) -> list[str]:
-    """Flags every run gets besides --algo and --seed."""
-    flags = ["--env", args.env, "--device", args.device]
-    flags += ["--eval-freq", str(args.eval_freq), "--checkpoint-freq", str(args.checkpoint_freq)]
-    if args.total_timesteps is not None:
-        flags += ["--total-timesteps", str(args.total_timesteps)]
-    if args.n_envs is not None:
-        flags += ["--n-envs", str(args.n_envs)]
-    if args.hyperparams:
-        flags += ["--hyperparams", *args.hyperparams]
-    return flags
-
-
-def _run_all(jobs: Sequence[Job], train_args: Sequence[str], workers: int) -> list[dict[str, Any]]:
-    results = []
-    with (
-        concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool,
-        tqdm(total=len(jobs), desc="runs", unit="run") as progress,
-    ):
-        futures = [pool.submit(run_job, job, train_args) for job in jobs]
-        for future in concurrent.futures.as_completed(futures):
-            result = future.result()
-            results.append(result)
-            progress.set_postfix_str(f"last: {result['algo']} s{result['seed']}", refresh=False)
-            progress.update()
-    return sorted(results, key=lambda r: (list(ALGOS).index(r["algo"]), r["seed"]))
-
-
-def run_job(job: Job, train_args: Sequence[str]) -> dict[str, Any]:
-    """Train one run in a subprocess (its output goes to ``job.log``); return its record for results.json."""
-    job.log.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "relax_rl.cli", "train", "--algo", job.algo, "--seed", str(job.seed)]
-    command += ["--run-dir", str(job.run_dir), *train_args]
-    with job.log.open("w") as log:
-        returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
-    metrics_path = job.run_dir / METRICS_FILE
-    record: dict[str, Any] = {"algo": job.algo, "seed": job.seed, "run_dir": str(job.run_dir), "log": str(job.log)}
-    record["returncode"] = returncode
-    record["metrics"] = json.loads(metrics_path.read_text()) if returncode == 0 and metrics_path.is_file() else None
-    lines = job.log.read_text().strip().splitlines()
-    record["error"] = None if returncode == 0 else (lines[-1] if lines else "no output")
-    return record
-
-
-# ------------------------------------------------------------------------------------------ reports
 
 
 def write_reports(
@@ -281,7 +152,3 @@ def _ratio_table(rows: Sequence[tuple[str, dict[str, float]]], algos: Sequence[s
     for name, values in rows:
         lines.append(f"| {name} | " + " | ".join(f"{values[a] / values[BASELINE]:.2f}" for a in others) + " |")
     return [*lines, ""]
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""``python -m relax_rl.compare --env CartPole-v1 --algos relax_a2c a2c --seeds 5``: algorithms over seeds.
+
+Every (algo, seed) pair trains through the Run API in a fresh process into
+``<out>/runs/<algo>/<env>_s<seed>``, ``--workers`` at a time (or as tasks on a Ray cluster with
+``--ray``). Then ``<out>`` gets ``results.json`` (every run's metrics), ``summary.md`` (episodes to solve
+with bootstrap CIs, final return, SPS, wall time, ratios to a2c) and ``learning_curves.png``. Rerunning
+the same command continues an interrupted comparison: finished runs are not run again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from relax_rl.cli.common import CLIParser, add_threads_argument, check_minimums, run_guarded
+from relax_rl.compare import plan, run_all, write_reports
+from relax_rl.config import ALGOS, parse_overrides
+from relax_rl.envs import get_spec
+from relax_rl.errors import UsageError
+
+
+def _parser() -> CLIParser:
+    parser = CLIParser(prog="python -m relax_rl.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=list(ALGOS))
+    parser.add_argument("--seeds", type=int, default=5, help="K seeds, FIRST..FIRST+K-1, for every algorithm")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="FIRST; tune on other seeds than those you report (default 0)"
+    )
+    parser.add_argument("--total-timesteps", type=int, help="default: n_timesteps of each algorithm's config")
+    parser.add_argument("--n-envs", type=int, help="default: n_envs of each algorithm's config")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs at a time")
+    parser.add_argument("--out", type=Path, help="default: runs/compare/<env>")
+    parser.add_argument(
+        "--config",
+        nargs="+",
+        default=[],
+        metavar="ALGO=FILE",
+        help="an algorithm's hyper-parameter file (default configs/<algo>.yml), e.g. a tuned best.yml",
+    )
+    parser.add_argument(
+        "--hyperparams",
+        nargs="+",
+        default=[],
+        metavar="[ALGO:]KEY=VALUE",
+        help="passed to every run, or with ALGO: to that algorithm's runs only",
+    )
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--eval-freq", type=int, default=0, help="per-run evaluation period in timesteps; 0: off")
+    parser.add_argument("--checkpoint-freq", type=int, default=0, help="per-run checkpoint period; 0: off")
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run on a Ray cluster: 'auto' (the one this machine joined), 'local' (a throwaway one here) or "
+        "HOST:PORT; each run gets --threads CPUs (needs pip install -e '.[ray]')",
+    )
+    add_threads_argument(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; exit status 0 if every run succeeded, 1 if some failed, 2 for bad input."""
+    return run_guarded(_compare, argv)
+
+
+def _compare(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    check_minimums(args, {"seeds": 1, "workers": 1, "total_timesteps": 1, "n_envs": 1, "threads": 1})
+    out = args.out or Path("runs") / "compare" / args.env.replace("/", "-")
+    get_spec(args.env)
+    jobs = plan(
+        args.env,
+        args.algos,
+        range(args.first_seed, args.first_seed + args.seeds),
+        out,
+        config_files=_per_algo_files(args.config, args.algos),
+        overrides=_per_algo_overrides(args.hyperparams, args.algos),
+        n_envs=args.n_envs,
+        total_timesteps=args.total_timesteps,
+        device=args.device,
+        eval_freq=args.eval_freq,
+        checkpoint_freq=args.checkpoint_freq,
+    )
+    done = 0
+
+    def progress(record: dict[str, Any]) -> None:
+        nonlocal done
+        done += 1
+        outcome = "ok" if record["returncode"] == 0 else f"failed (exit {record['returncode']})"
+        print(f"[{done}/{len(jobs)}] {record['algo']} seed {record['seed']}: {outcome}", flush=True)
+
+    results = run_all(jobs, workers=args.workers, threads=args.threads, ray_address=args.ray, on_done=progress)
+    settings = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+    write_reports(results, out, env_id=args.env, settings={**settings, "out": str(out)})
+    failed = [r for r in results if r["returncode"] != 0]
+    for run in failed:
+        print(f"{run['algo']} seed {run['seed']} failed (exit {run['returncode']}): {run['error']}", file=sys.stderr)
+    print(f"wrote {out / 'summary.md'}, {out / 'results.json'}, {out / 'learning_curves.png'}")
+    return 1 if failed else 0
+
+
+def _per_algo_files(items: Sequence[str], algos: Sequence[str]) -> dict[str, Path]:
+    files = {}
+    for item in items:
+        algo, sep, path = item.partition("=")
+        if not sep or algo not in algos:
+            raise UsageError(f"--config {item!r}: expected ALGO=FILE with ALGO one of {', '.join(algos)}")
+        files[algo] = Path(path)
+    return files
+
+
+def _per_algo_overrides(items: Sequence[str], algos: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``KEY=VALUE`` for every algorithm, ``ALGO:KEY=VALUE`` for one (a cv_* key means nothing to a2c)."""
+    shared, scoped = [], {algo: [] for algo in algos}
+    for item in items:
+        algo, sep, _ = item.partition("=")[0].partition(":")
+        if not sep:
+            shared.append(item)
+        elif algo in scoped:
+            scoped[algo].append(item.split(":", 1)[1])
+        else:
+            raise UsageError(f"--hyperparams {item!r}: {algo!r} is not one of the compared --algos")
+    return {algo: parse_overrides([*shared, *own]) for algo, own in scoped.items()}

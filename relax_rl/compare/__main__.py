@@ -1,0 +1,3 @@
+from relax_rl.cli.compare import main
+
+raise SystemExit(main())

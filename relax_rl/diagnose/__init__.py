@@ -1,0 +1,36 @@
+"""Where the policy gradient's variance comes from: the decomposition (:mod:`.decomposition`), and the
+callback that logs it during training. ``python -m relax_rl.diagnose`` is :mod:`relax_rl.cli.diagnose`."""
+
+from relax_rl.diagnose.decomposition import (
+    DEFAULT_MAX_AGE,
+    ActionVarianceCallback,
+    Diagnosis,
+    EnvNotCopyableError,
+    VarianceDecomposition,
+    check_copyable,
+    continue_rows,
+    decompose_variance,
+    diagnose,
+    format_table,
+    observes_raw_env,
+    on_policy_states,
+    parameter_space_statistics,
+    sample_estimates,
+)
+
+__all__ = [
+    "DEFAULT_MAX_AGE",
+    "ActionVarianceCallback",
+    "Diagnosis",
+    "EnvNotCopyableError",
+    "VarianceDecomposition",
+    "check_copyable",
+    "continue_rows",
+    "decompose_variance",
+    "diagnose",
+    "format_table",
+    "observes_raw_env",
+    "on_policy_states",
+    "parameter_space_statistics",
+    "sample_estimates",
+]

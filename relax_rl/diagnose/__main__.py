@@ -1,0 +1,3 @@
+from relax_rl.cli.diagnose import main
+
+raise SystemExit(main())
