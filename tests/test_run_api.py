@@ -1,0 +1,94 @@
+"""The Run API (relax_rl.run): what train and resume return, the report hook, and a compare that resumes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from relax_rl.cli import compare as compare_cli
+from relax_rl.config import resolve_config
+from relax_rl.run import RunResult, finished_result, resume, train
+
+TINY = {"total_timesteps": 400, "n_envs": 2, "eval_freq": 100, "checkpoint_freq": 0, "diagnose_freq": 0}
+
+
+def test_train_returns_the_metrics_and_reports_every_evaluation(tmp_path):
+    reports = []
+    config = resolve_config("relax_a2c", "CartPole-v1", 1, device="cpu", **TINY)
+    result = train(config, tmp_path / "run", report=lambda t, r: reports.append((t, r)))
+    assert isinstance(result, RunResult) and result.run_dir == tmp_path / "run"
+    assert result.metrics == json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # Every 100 timesteps over 2 envs: at 100, 200, 300, 400; the hook saw exactly what the result holds.
+    assert [t for t, _ in reports] == [100, 200, 300, 400]
+    assert tuple(reports) == result.evaluations
+    assert all(9 <= r <= 500 for _, r in reports)  # CartPole returns of 5 evaluation episodes
+    assert finished_result(result.run_dir) == result  # read back from the directory
+    assert resume(result.run_dir) == result  # a finished run is left as it is
+
+
+def test_what_the_report_hook_raises_ends_the_run_and_reaches_the_caller(tmp_path):
+    class Prune(Exception):
+        pass
+
+    def report(timestep: int, mean_return: float) -> None:
+        if timestep >= 200:
+            raise Prune
+
+    config = resolve_config("a2c", "CartPole-v1", 0, device="cpu", **TINY)
+    with pytest.raises(Prune):
+        train(config, tmp_path / "run", report=report)
+    assert (tmp_path / "run" / "config.yml").is_file() and not (tmp_path / "run" / "metrics.json").exists()
+
+
+def _compare_argv(out):
+    return ["--env", "CartPole-v1", "--algos", "a2c", "relax_a2c", "--seeds", "2", "--workers", "1", "--out", str(out)]
+
+
+def test_a_killed_compare_continues_where_it_stopped(tmp_path):
+    """SIGKILL a compare after its first run finished; the same command again runs only what is missing."""
+    out = tmp_path / "cmp"
+    argv = [*_compare_argv(out), "--total-timesteps", "2000", "--n-envs", "2", "--checkpoint-freq", "500"]
+    process = subprocess.Popen([sys.executable, "-m", "relax_rl.compare", *argv], start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not list(out.glob("runs/*/*/metrics.json")):
+        assert process.poll() is None and time.monotonic() < deadline, "the first run never finished"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # the worker process too, mid-run
+    process.wait()
+    (first,) = out.glob("runs/*/*/metrics.json")
+    finished_before = first.read_text()
+    assert compare_cli.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())["runs"]
+    assert [(r["algo"], r["seed"], r["returncode"]) for r in results] == [
+        ("relax_a2c", 0, 0),
+        ("relax_a2c", 1, 0),
+        ("a2c", 0, 0),
+        ("a2c", 1, 0),
+    ]
+    assert all(r["metrics"]["timesteps"] == 2000 for r in results)
+    assert first.read_text() == finished_before  # not run again
+    # A second rerun has nothing left to do: no run directory changes.
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.json")}
+    assert compare_cli.main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/metrics.json")} == stamps
+
+
+def test_per_algorithm_hyperparameters_and_config_files(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    tuned = tmp_path / "best.yml"
+    tuned.write_text("CartPole-v1:\n  policy: MlpPolicy\n  n_envs: 2\n  n_timesteps: 200\n  learning_rate: 0.002\n")
+    argv = [*_compare_argv(out), "--config", f"a2c={tuned}", "--hyperparams", "relax_a2c:cv_learning_rate=0.003"]
+    assert compare_cli.main([*argv, "--total-timesteps", "200", "--n-envs", "2"]) == 0
+    configs = {p.parent.parent.name: p.read_text() for p in out.glob("runs/*/*_s0/config.yml")}
+    assert "learning_rate: 0.002" in configs["a2c"] and "cv_learning_rate: 0.003" in configs["relax_a2c"]
+    capsys.readouterr()
+    # The same out with other settings is refused, with one line.
+    assert compare_cli.main([*_compare_argv(out), "--total-timesteps", "200", "--n-envs", "2"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "already exist with other settings" in error and "\n" not in error
+    assert compare_cli.main([*_compare_argv(out), "--hyperparams", "ppo:gamma=0.9"]) == 2
+    assert "'ppo' is not one of the compared --algos" in capsys.readouterr().err
