@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any, TextIO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 
-from relax_rl.safe_load import normalization_to_json
+from relax_rl.safe_load import NORMALIZATION_ENTRY, normalization_to_json
 
 SOLVE_WINDOW = 100
 PROGRESS_INTERVAL_S = 30.0
@@ -57,14 +58,23 @@ def save_model(
     write: Callable[[str], None] | None = None,
 ) -> None:
     """Atomically save ``model`` to ``path`` (with ``write(tmp_path)``, default ``model.save``) and, when it
-    trains under VecNormalize, its statistics: SB3's pickle at ``stats_path`` and, for safe loading, JSON
-    beside it. The statistics go first, so a model file never exists without them."""
+    trains under VecNormalize, its statistics: inside the zip (so that they travel with a copied model),
+    as SB3's pickle at ``stats_path`` and, for safe loading, as JSON beside it. The statistics go first,
+    so a model file never exists without them."""
     vec_normalize = model.get_vec_normalize_env()
-    if vec_normalize is not None:
-        atomic_write(stats_path, vec_normalize.save)
-        stats_json = json.dumps(normalization_to_json(vec_normalize))
-        atomic_write(Path(stats_path).with_suffix(".json"), lambda tmp: Path(tmp).write_text(stats_json))
-    atomic_write(path, write or model.save)
+    if vec_normalize is None:
+        atomic_write(path, write or model.save)
+        return
+    atomic_write(stats_path, vec_normalize.save)
+    stats_json = json.dumps(normalization_to_json(vec_normalize))
+    atomic_write(Path(stats_path).with_suffix(".json"), lambda tmp: Path(tmp).write_text(stats_json))
+
+    def write_with_stats(tmp: str) -> None:
+        (write or model.save)(tmp)
+        with zipfile.ZipFile(tmp, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(NORMALIZATION_ENTRY, stats_json)
+
+    atomic_write(path, write_with_stats)
 
 
 def stats_path_for(model_path: str | os.PathLike[str]) -> Path:
@@ -94,9 +104,14 @@ class ReportEvaluations(BaseCallback):
     def __init__(self, report: Callable[[int, float], None]) -> None:
         super().__init__()
         self.report = report
+        self.error: BaseException | None = None  # what ``report`` raised, for the caller to tell it apart
 
     def _on_step(self) -> bool:
-        self.report(self.num_timesteps, float(self.parent.last_mean_reward))
+        try:
+            self.report(self.num_timesteps, float(self.parent.last_mean_reward))
+        except BaseException as err:
+            self.error = err
+            raise
         return True
 
 
@@ -273,15 +288,19 @@ class ProgressLog(BaseCallback):
         self.print_line()
 
     def print_line(self) -> None:
-        """``timesteps T/TOTAL (P%) | episodes E | mean return R | S SPS`` (R over the solve window)."""
+        """``timesteps T/TOTAL (P%) | episodes E | mean return R | S SPS | ETA H:MM:SS`` (R over the solve
+        window; S and the ETA from this session's pace, evaluations included)."""
         now, timesteps = time.perf_counter(), self.model.num_timesteps
         recent = self.tracker.returns[-self.tracker.window :]
         mean = f"{sum(recent) / len(recent):.2f}" if recent else "-"
         start_time, start_steps = self._session_start
         sps = (timesteps - start_steps) / max(now - start_time, 1e-9)
+        eta = max(self._total - timesteps, 0) / sps if sps > 0 else 0.0
+        minutes, seconds = divmod(round(eta), 60)
         print(
             f"timesteps {timesteps}/{self._total} ({timesteps / max(self._total, 1):.0%}) | "
-            f"episodes {len(self.tracker.returns)} | mean return {mean} | {sps:.0f} SPS",
+            f"episodes {len(self.tracker.returns)} | mean return {mean} | {sps:.0f} SPS | "
+            f"ETA {minutes // 60}:{minutes % 60:02d}:{seconds:02d}",
             file=self.file or sys.stdout,
             flush=True,
         )

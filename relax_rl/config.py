@@ -8,15 +8,16 @@ A file maps env ids, plus ``default``, to sections; the env's section overrides 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
-import inspect
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from relax_rl.errors import ConfigError
+from relax_rl.validation import check_values, constructor_parameters, parse_policy_kwargs, suggest
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_SECTION = "default"
@@ -46,10 +47,6 @@ ALGOS: dict[str, str] = {
 }
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot be used: unknown algorithm, unknown key, malformed value."""
-
-
 class _Loader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that also reads ``1e-3`` as a float (YAML 1.1 insists on ``1.0e-3``)."""
 
@@ -69,7 +66,7 @@ def parse_yaml(text: str) -> Any:
 def load_algo_class(algo: str) -> type:
     """Import the class registered for ``algo`` (see :data:`ALGOS`)."""
     if algo not in ALGOS:
-        raise ConfigError(f"unknown algorithm {algo!r}; " + _suggest(algo, ALGOS))
+        raise ConfigError(f"unknown algorithm {algo!r}; " + suggest(algo, ALGOS))
     module_name, attribute = ALGOS[algo].split(":")
     try:
         return getattr(importlib.import_module(module_name), attribute)
@@ -89,7 +86,10 @@ def read_section(path: str | Path, env_id: str) -> dict[str, Any]:
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
     if not isinstance(sections, dict) or not all(isinstance(v, dict | None) for v in sections.values()):
         raise ConfigError(f"config file {path} must map env ids (and 'default') to sections of key: value")
     return {**(sections.get(DEFAULT_SECTION) or {}), **(sections.get(env_id) or {})}
@@ -110,17 +110,8 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
 
 
 def constructor_keywords(cls: type) -> set[str]:
-    """Named ``__init__`` parameters of ``cls``, following ``**kwargs`` up the MRO (subclasses that
-    forward the parent's keywords, like RelaxA2C to A2C, accept those too)."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
-        names |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    return names
+    """The names of :func:`constructor_parameters`."""
+    return set(constructor_parameters(cls))
 
 
 def accepted_keys(algo_cls: type) -> set[str]:
@@ -135,12 +126,7 @@ def validate_keys(config: Mapping[str, Any], algo_cls: type, algo: str, source: 
         if key in CLI_OWNED:
             raise ConfigError(f"{source}: {key!r} is set on the command line ({CLI_OWNED[key]}), not in a config")
         if key not in allowed:
-            raise ConfigError(f"{source}: {algo} does not accept key {key!r}; " + _suggest(key, allowed))
-
-
-def _suggest(name: str, choices: Iterable[str]) -> str:
-    matches = difflib.get_close_matches(name, list(choices), n=3)
-    return f"did you mean: {', '.join(matches)}?" if matches else f"choose from: {', '.join(sorted(choices))}"
+            raise ConfigError(f"{source}: {algo} does not accept key {key!r}; " + suggest(key, allowed))
 
 
 @dataclasses.dataclass
@@ -198,17 +184,26 @@ def resolve_config(
     max_bad_updates: int | None = None,
     diagnose_freq: int | None = None,
 ) -> RunConfig:
-    """Merge file section, ``--hyperparams`` overrides and explicit flags (in that order) into a RunConfig.
+    """Merge the bundled file's section, ``config_file``'s, ``--hyperparams`` overrides and explicit flags
+    (in that order, each over the one before) into a RunConfig, and check its values.
 
-    Flags left at ``None`` come from the file, else from :class:`RunConfig`'s defaults.
+    ``config_file`` overlays ``configs/<algo>.yml`` as SB3 users expect: it need only hold what it
+    changes. Flags left at ``None`` come from the files, else from :class:`RunConfig`'s defaults.
     """
     algo_cls = load_algo_class(algo)
-    path = Path(config_file) if config_file is not None else default_config_file(algo)
+    path = default_config_file(algo)
     section = read_section(path, env_id)
     validate_keys(section, algo_cls, algo, str(path))
+    if config_file is not None:
+        path = Path(config_file)
+        own = read_section(path, env_id)
+        validate_keys(own, algo_cls, algo, str(path))
+        section.update(own)
     overrides = dict(overrides or {})
     validate_keys(overrides, algo_cls, algo, "--hyperparams")
     merged = {**section, **overrides}
+    if "policy_kwargs" in merged:
+        merged["policy_kwargs"] = parse_policy_kwargs(merged["policy_kwargs"])
     flags = {
         "n_envs": n_envs,
         "n_timesteps": total_timesteps,
@@ -231,7 +226,7 @@ def resolve_config(
         for key in ("eval_freq", "checkpoint_freq", "max_bad_updates", "diagnose_freq")
         if run_keys[key] is not None
     }
-    return RunConfig(
+    config = RunConfig(
         algo=algo,
         env=env_id,
         seed=seed,
@@ -244,6 +239,13 @@ def resolve_config(
         algo_kwargs=merged,
         **periods,
     )
+    check_config(config)
+    return config
+
+
+def check_config(config: RunConfig) -> None:
+    """Raise :class:`ConfigError` for the first value of ``config`` that cannot work (before anything is built)."""
+    check_values(load_algo_class(config.algo), config.algo_kwargs, config.policy, config.n_envs, config.total_timesteps)
 
 
 def _whole_number(key: str, value: Any, minimum: int = 1) -> int:

@@ -1,4 +1,4 @@
-"""Learning curves from run directories: mean and 95% bootstrap band per algorithm.
+"""Learning curves from run directories: one run's own curve, or the mean and 95% bootstrap band per algorithm.
 
 ``python -m relax_rl.plot RUN_DIR [RUN_DIR ...] --out curves.png`` groups the runs by the ``algo``
 in their ``config.yml``; ``relax_rl.compare`` draws its figure with the same functions.
@@ -13,6 +13,7 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from matplotlib.figure import Figure  # not pyplot: no global backend or figure 
 from rliable import library as rly
 from stable_baselines3.common.monitor import LoadMonitorResultsError, load_results
 
-GRID_POINTS = 200
+GRID_POINTS = 1000
 SMOOTHING_WINDOW = 100  # the window of the "solved" criterion, so a curve crossing a threshold means solved
 
 
@@ -82,11 +83,38 @@ def bootstrap_interval(
 def _on_grid(
     curves: Sequence[Curve], x_of: Callable[[Curve], np.ndarray], window: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Interpolate each smoothed curve onto a grid spanning the x range that every run covers."""
-    start = max(x_of(c)[0] for c in curves)
-    end = min(x_of(c)[-1] for c in curves)
+    """Each smoothed curve on a grid over the x range of the longest run: at a grid point, the value
+    after the last episode that ended there (no blending of neighbours, which would shave the peaks),
+    NaN before a run's first episode and after its last."""
+    start = min(x_of(c)[0] for c in curves)
+    end = max(x_of(c)[-1] for c in curves)
     grid = np.linspace(start, end, GRID_POINTS) if end > start else np.array([end])
-    return grid, np.stack([np.interp(grid, x_of(c), c.smoothed(window)) for c in curves])
+    rows = []
+    for curve in curves:
+        x, y = x_of(curve), curve.smoothed(window)
+        index = np.searchsorted(x, grid, side="right") - 1
+        row = y[np.clip(index, 0, None)]
+        rows.append(np.where((index >= 0) & (grid <= x[-1]), row, np.nan))
+    return grid, np.stack(rows)
+
+
+def _draw_group(ax: Any, label: str, curves: Sequence[Curve], x_of: Callable[[Curve], np.ndarray], window: int) -> None:
+    """One run: its own smoothed curve, every episode. Several: the mean and a 95% bootstrap band where
+    every run has data, then, past the shortest run, the mean of those still going (dashed)."""
+    if len(curves) == 1:
+        ax.plot(x_of(curves[0]), curves[0].smoothed(window), label=f"{label} (1 run)")
+        return
+    grid, values = _on_grid(curves, x_of, window)
+    shared = ~np.isnan(values).any(axis=0)
+    mean, low, high = bootstrap_interval(values[:, shared], lambda runs: runs.mean(axis=0))
+    (line,) = ax.plot(grid[shared], mean, label=f"{label} (n={len(curves)})")
+    ax.fill_between(grid[shared], low, high, color=line.get_color(), alpha=0.25, linewidth=0)
+    beyond = grid > grid[shared][-1]
+    if beyond.any():
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+            rest = np.nanmean(values[:, beyond], axis=0)
+        ax.plot(grid[beyond], rest, color=line.get_color(), linestyle="--", linewidth=1)
 
 
 def plot_learning_curves(
@@ -97,26 +125,39 @@ def plot_learning_curves(
     window: int = SMOOTHING_WINDOW,
     title: str | None = None,
 ) -> Path:
-    """Two panels (return vs episodes, return vs env steps): mean and 95% bootstrap band per group.
+    """Save :func:`learning_curve_figure` as a PNG."""
+    fig = learning_curve_figure(groups, thresholds=thresholds, window=window, title=title)
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=120)
+    return out_png
+
+
+def learning_curve_figure(
+    groups: Mapping[str, Sequence[str | Path | Curve]],
+    *,
+    thresholds: Sequence[float] = (),
+    window: int = SMOOTHING_WINDOW,
+    title: str | None = None,
+) -> Figure:
+    """Two panels (return vs episodes, return vs env steps), one curve per group (see :func:`_draw_group`).
 
     ``groups`` maps a label (an algorithm) to run directories or loaded curves. Runs without a
-    finished episode are left out; a group with none is left out of the figure.
+    finished episode are left out; a group with none is left out of the figure. ``title`` is put
+    before a description of what is drawn.
     """
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     axes = fig.subplots(1, 2)
-    drawn = 0
+    sizes = []
     for label, members in groups.items():
         curves = [m if isinstance(m, Curve) else load_curve(m) for m in members]
         curves = [c for c in curves if len(c.returns)]
         if not curves:
             continue
-        drawn += 1
+        sizes.append(len(curves))
         for ax, x_of in zip(axes, (lambda c: c.episodes.astype(float), lambda c: c.steps), strict=True):
-            grid, values = _on_grid(curves, x_of, window)
-            mean, low, high = bootstrap_interval(values, lambda runs: runs.mean(axis=0))
-            (line,) = ax.plot(grid, mean, label=f"{label} (n={len(curves)})")
-            ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
-    if not drawn:
+            _draw_group(ax, label, curves, x_of, window)
+    if not sizes:
         raise ValueError("no run has a finished episode to plot")
     for ax, xlabel in zip(axes, ("episodes", "env steps"), strict=True):
         for threshold in thresholds:
@@ -126,11 +167,12 @@ def plot_learning_curves(
         ax.set_ylabel(f"return (mean of last {window} episodes)")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="best")
-    fig.suptitle(title or "learning curves (mean, 95% bootstrap band over seeds)")
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=120)
-    return out_png
+    if max(sizes) == 1:
+        drawn = "one run each"
+    else:
+        drawn = "mean and 95% bootstrap band over seeds; dashed: past the shortest run, the runs still going"
+    fig.suptitle(f"{title}: {drawn}" if title else drawn)
+    return fig
 
 
 def group_runs(run_dirs: Sequence[str | Path]) -> dict[str, list[Path]]:
@@ -141,6 +183,17 @@ def group_runs(run_dirs: Sequence[str | Path]) -> dict[str, list[Path]]:
         algo = (yaml.safe_load(config.read_text()) or {}).get("algo") if config.is_file() else None
         groups.setdefault(algo or run_dir.resolve().parent.name, []).append(run_dir)
     return groups
+
+
+def run_envs(run_dirs: Sequence[str | Path]) -> list[str]:
+    """The env ids in the runs' ``config.yml``, in first-seen order."""
+    envs: dict[str, None] = {}
+    for run_dir in map(Path, run_dirs):
+        config = run_dir / "config.yml"
+        env = (yaml.safe_load(config.read_text()) or {}).get("env") if config.is_file() else None
+        if env:
+            envs[env] = None
+    return list(envs)
 
 
 def run_thresholds(run_dirs: Sequence[str | Path]) -> list[float]:
@@ -165,7 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         out = plot_learning_curves(
-            group_runs(args.run_dirs), args.out, thresholds=run_thresholds(args.run_dirs), window=args.window
+            group_runs(args.run_dirs),
+            args.out,
+            thresholds=run_thresholds(args.run_dirs),
+            window=args.window,
+            title=", ".join(run_envs(args.run_dirs)) or None,
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

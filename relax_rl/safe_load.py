@@ -50,11 +50,17 @@ _POLICY_INIT_REPR = re.compile(r"<function (?P<name>\w+)\.__init__ at ")
 _NOT_FROM_FILE = frozenset({"self", "policy", "env", "device", "policy_kwargs", "tensorboard_log", "_init_setup_model"})
 # Space attributes that SB3 records in plain text beside the pickle.
 _SPACE_FIELDS = ("_shape", "dtype", "n", "start")
+# Where relax_rl.callbacks.save_model stores a normalised model's statistics, inside the model zip.
+NORMALIZATION_ENTRY = "relax_rl/vecnormalize.json"
 _NORMALIZE_SETTINGS = ("norm_obs", "norm_reward", "clip_obs", "clip_reward", "gamma", "epsilon", "norm_obs_keys")
 
 
 class UnsafeModelError(ValueError):
     """A file that cannot be loaded from JSON and tensors alone, or that is not a model at all."""
+
+
+class EnvMismatchError(UnsafeModelError):
+    """The model's spaces are not the env's: it was trained on another env."""
 
 
 def load_model_safely(
@@ -137,7 +143,7 @@ def check_spaces(data: Mapping[str, Any], venv: VecEnv) -> None:
         expected = {":type:": str(type(space)), **{f: getattr(space, f) for f in _SPACE_FIELDS if hasattr(space, f)}}
         for field, value in expected.items():
             if field in stored and _as_text(stored[field]) != _as_text(value):
-                raise UnsafeModelError(
+                raise EnvMismatchError(
                     f"the model's {key} does not fit the env ({field}: {stored[field]} in the file, {value} in the env)"
                 )
 
@@ -193,10 +199,22 @@ def normalization_to_json(vec_normalize: VecNormalize) -> dict[str, Any]:
     }
 
 
-def load_normalization(path: str | os.PathLike[str], venv: VecEnv) -> VecNormalize:
-    """Wrap ``venv`` in a frozen VecNormalize (no updates, raw rewards) with the statistics in the JSON at ``path``."""
+def read_embedded_normalization(model_path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The VecNormalize statistics that :func:`relax_rl.callbacks.save_model` stores inside a model zip, if any."""
     try:
-        state = json.loads(Path(path).read_text())
+        with zipfile.ZipFile(model_path) as archive:
+            if NORMALIZATION_ENTRY not in archive.namelist():
+                return None
+            return json.loads(archive.read(NORMALIZATION_ENTRY))
+    except (OSError, zipfile.BadZipFile, ValueError) as err:
+        raise UnsafeModelError(f"{model_path}: unreadable {NORMALIZATION_ENTRY} ({first_line(err)})") from None
+
+
+def load_normalization(source: str | os.PathLike[str] | Mapping[str, Any], venv: VecEnv) -> VecNormalize:
+    """Wrap ``venv`` in a frozen VecNormalize (no updates, raw rewards) with the statistics of
+    :func:`normalization_to_json`, read from the JSON file at ``source`` or given as a mapping."""
+    try:
+        state = source if isinstance(source, Mapping) else json.loads(Path(source).read_text())
         vec_normalize = VecNormalize(venv, training=False, **{key: state[key] for key in _NORMALIZE_SETTINGS})
         if isinstance(vec_normalize.obs_rms, dict):
             vec_normalize.obs_rms = {
@@ -206,7 +224,8 @@ def load_normalization(path: str | os.PathLike[str], venv: VecEnv) -> VecNormali
             vec_normalize.obs_rms = _rms_from_json(state["obs_rms"], vec_normalize.obs_rms)
         vec_normalize.ret_rms = _rms_from_json(state["ret_rms"], vec_normalize.ret_rms)
     except (OSError, ValueError, KeyError, TypeError, AssertionError) as err:
-        raise UnsafeModelError(f"{path} does not hold usable normalisation statistics: {first_line(err)}") from None
+        where = f"the model's {NORMALIZATION_ENTRY}" if isinstance(source, Mapping) else str(source)
+        raise UnsafeModelError(f"{where} does not hold usable normalisation statistics: {first_line(err)}") from None
     vec_normalize.norm_reward = False  # evaluation reports raw returns
     return vec_normalize
 

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import gymnasium as gym
@@ -17,6 +18,7 @@ from relax_rl import RelaxA2C
 from relax_rl.callbacks import SolveTracker, atomic_write
 from relax_rl.cli import evaluate_main, train_main
 from relax_rl.run import detect_algo, read_model_data
+from relax_rl.safe_load import NORMALIZATION_ENTRY
 
 REPO = Path(__file__).resolve().parent.parent
 ALGOS = ["a2c", "relax_a2c"]
@@ -105,6 +107,8 @@ def test_normalized_run_saves_and_reuses_statistics(tmp_path, capsys):
         assert (run_dir / f"{name}.pkl").is_file() and (run_dir / f"{name}.json").is_file()
     evaluate = ["--model", str(run_dir / "final_model.zip"), "--episodes", "1"]
     assert evaluate_main(evaluate) == 0
+    # A model saved before the statistics travelled inside it: only the files beside it hold them.
+    _drop_entry(run_dir / "final_model.zip", NORMALIZATION_ENTRY)
     (run_dir / "vecnormalize.json").unlink()
     capsys.readouterr()
     assert evaluate_main(evaluate) == 2
@@ -112,12 +116,54 @@ def test_normalized_run_saves_and_reuses_statistics(tmp_path, capsys):
     assert evaluate_main([*evaluate, "--unsafe-load"]) == 0
 
 
+def _drop_entry(path: Path, entry: str) -> None:
+    with zipfile.ZipFile(path) as archive:
+        kept = {name: archive.read(name) for name in archive.namelist() if name != entry}
+    assert len(kept) == len(archive.namelist()) - 1
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in kept.items():
+            archive.writestr(name, data)
+
+
+def test_normalisation_statistics_travel_with_a_copied_model(tmp_path, capsys):
+    """A normalised model copied out of its run directory evaluates as it does in place (issue 14)."""
+    args = [
+        "--algo",
+        "a2c",
+        "--env",
+        "Acrobot-v1",
+        "--log-dir",
+        str(tmp_path),
+        *TINY,
+        "--hyperparams",
+        "normalize=true",
+    ]
+    assert train_main(args) == 0
+    model = tmp_path / "a2c" / "Acrobot-v1_s0" / "final_model.zip"
+    elsewhere = tmp_path / "elsewhere" / "model.zip"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(model.read_bytes())
+    capsys.readouterr()
+    runs = []
+    for path in (model, elsewhere):
+        assert evaluate_main(["--model", str(path), "--env", "Acrobot-v1", "--episodes", "2", "--json"]) == 0
+        runs.append(json.loads(capsys.readouterr().out)["returns"])
+    assert runs[0] == runs[1]
+    # Without them (the entry removed), the same policy on raw observations acts differently.
+    _drop_entry(elsewhere, NORMALIZATION_ENTRY)
+    assert evaluate_main(["--model", str(elsewhere), "--env", "Acrobot-v1", "--episodes", "2", "--json"]) == 0
+    raw = json.loads(capsys.readouterr().out)["returns"]
+    assert raw != runs[0]
+
+
 def test_progress_lines_when_not_on_a_terminal_and_a_bar_on_request(tmp_path, capsys):
     args = ["--algo", "a2c", *TINY, "--eval-freq", "0", "--checkpoint-freq", "0"]
     assert train_main([*args, "--run-dir", str(tmp_path / "lines")]) == 0  # capsys's stdout is no terminal
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("timesteps ")]
     assert len(lines) == 1  # the final one: a tiny run ends before the first 30 s are up
-    assert re.fullmatch(r"timesteps 400/400 \(100%\) \| episodes \d+ \| mean return [\d.]+ \| \d+ SPS", lines[0])
+    assert re.fullmatch(
+        r"timesteps 400/400 \(100%\) \| episodes \d+ \| mean return [\d.]+ \| \d+ SPS \| ETA 0:00:00", lines[0]
+    )
     assert train_main([*args, "--run-dir", str(tmp_path / "bar"), "--progress"]) == 0
     assert "timesteps 400/400" not in capsys.readouterr().out
 

@@ -95,3 +95,28 @@ def test_plot_needs_a_finished_episode(tmp_path):
     empty = plot.Curve(returns=np.array([]), steps=np.array([]))
     with pytest.raises(ValueError, match="no run has a finished episode"):
         plot.plot_learning_curves({"a2c": [empty]}, tmp_path / "x.png")
+
+
+def _curve(returns, lengths):
+    return plot.Curve(returns=np.asarray(returns, dtype=float), steps=np.cumsum(np.asarray(lengths, dtype=float)))
+
+
+def test_a_longer_run_is_drawn_to_its_end_and_the_band_only_where_every_run_has_data():
+    short, long = _curve([10, 20, 30], [10, 10, 10]), _curve(np.arange(1, 101), np.full(100, 10))
+    grid, values = plot._on_grid([short, long], lambda c: c.steps, window=1)
+    assert grid[-1] == 1000  # the long run's last episode, not the short one's (30)
+    assert np.isnan(values[0, grid > 30]).all() and not np.isnan(values[1]).any()
+    figure = plot.learning_curve_figure({"a2c": [short, long]}, window=1)
+    steps_axis = figure.axes[1]
+    assert max(line.get_xdata().max() for line in steps_axis.get_lines()) == 1000
+    assert "95% bootstrap band over seeds" in figure.get_suptitle()
+
+
+def test_one_run_is_drawn_as_it_is_with_its_peak_and_a_title_that_says_so():
+    returns = np.r_[np.full(120, 470.0), 475.13, np.full(50, 460.0)]
+    curve = _curve(returns, np.full(len(returns), 500))
+    figure = plot.learning_curve_figure({"relax_a2c": [curve]}, window=1, title="CartPole-v1")
+    for axis in figure.axes:
+        (line,) = axis.get_lines()[:1]
+        assert line.get_ydata().max() == 475.13  # no grid to fall between episodes
+    assert figure.get_suptitle() == "CartPole-v1: one run each"

@@ -6,9 +6,11 @@ from stable_baselines3 import A2C
 
 from relax_rl.config import (
     CONFIG_DIR,
+    RUN_KEYS,
     ConfigError,
     RunConfig,
     constructor_keywords,
+    default_config_file,
     parse_overrides,
     read_section,
     resolve_config,
@@ -52,7 +54,11 @@ def test_overrides_beat_file_and_flags_beat_overrides(config_file):
         overrides=parse_overrides(["gamma=0.9", "n_envs=4", "policy_kwargs={net_arch: [32, 32]}"]),
         n_envs=2,
     )
-    assert config.algo_kwargs == {"gamma": 0.9, "n_steps": 16, "policy_kwargs": {"net_arch": [32, 32]}}
+    # The file overlays the bundled configs/a2c.yml, which fills in what the file does not set.
+    bundled = {k: v for k, v in read_section(default_config_file("a2c"), "CartPole-v1").items() if k not in RUN_KEYS}
+    assert bundled and "gamma" in bundled
+    expected = {**bundled, "gamma": 0.9, "n_steps": 16, "policy_kwargs": {"net_arch": [32, 32]}}
+    assert config.algo_kwargs == expected
     assert (config.n_envs, config.total_timesteps, config.seed, config.normalize) == (2, 1000, 3, True)
 
 

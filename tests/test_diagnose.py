@@ -218,7 +218,7 @@ def test_the_state_part_is_unbiased_on_an_ar1_chain() -> None:
     n, m = 400, 8
     torch.manual_seed(0)
     rows = sample_estimates(model, env, n_states=n, n_actions=m, n_continuations=2, max_age=20, seed=0)
-    assert set(rows.estimates) == {"none", "a2c", "loo", "relax", "relax_state"}
+    assert set(rows.estimates) == {"reinforce", "a2c", "loo", "relax", "relax_state"}
     assert set(rows.horizons.tolist()) == {1, 2, 3, 4}
     for name, stats in parameter_space_statistics(model, rows).items():
         state = VarianceDecomposition.from_parts(stats.parts()).state
@@ -251,8 +251,8 @@ def test_diagnose_on_a_one_step_task_has_no_residual_noise_left_to_chance() -> N
     env_id = "relax_rl/TargetMatching-D8-v0"
     model = _trained_looking(RelaxA2C("MlpPolicy", make_vec_env(env_id, 2, 0), n_steps=1, seed=0, device="cpu"))
     result = diagnose(model, gym.make(env_id), n_states=6, n_actions=4, n_continuations=2, max_age=1)
-    assert set(result.estimators) == {"none", "a2c", "loo", "relax", "relax_state"}
-    for name in ("none", "a2c", "loo", "relax_state"):
+    assert set(result.estimators) == {"reinforce", "a2c", "loo", "relax", "relax_state"}
+    for name in ("reinforce", "a2c", "loo", "relax_state"):
         assert abs(result.estimators[name].residual.value) < 1e-9 * result.estimators[name].total.value
     assert result.estimators["relax"].residual.value > 0
     assert set(result.ratios) == {"loo/a2c", "relax/relax_state", "relax_state/a2c", "relax/a2c"}
@@ -265,13 +265,13 @@ def test_diagnose_on_box_actions_evaluates_the_control_variate_at_the_executed_a
     model = _trained_looking(RelaxA2C("MlpPolicy", "Pendulum-v1", n_steps=2, seed=0, device="cpu"))
     result = diagnose(model, gym.make("Pendulum-v1"), n_states=4, n_actions=3, n_continuations=2, max_age=10)
     parts = result.estimators
-    assert set(parts) == {"none", "a2c", "loo", "relax", "relax_state"}
+    assert set(parts) == {"reinforce", "a2c", "loo", "relax", "relax_state"}
     # float32 rounding leaves ~1e-3 relative; a fresh sample makes it ~30 times larger here
     assert parts["relax"].residual.value == pytest.approx(parts["a2c"].residual.value, rel=1e-2)
     assert parts["relax_state"].residual.value == pytest.approx(parts["a2c"].residual.value, rel=1e-4)
     assert parts["relax"].action.value != pytest.approx(parts["a2c"].action.value, rel=1e-3)
     sb3 = diagnose(A2C("MlpPolicy", "Pendulum-v1", seed=0, device="cpu"), gym.make("Pendulum-v1"), 4, 3, 2, max_age=10)
-    assert set(sb3.estimators) == {"none", "a2c", "loo"} and sb3.estimators["a2c"].total.value > 0
+    assert set(sb3.estimators) == {"reinforce", "a2c", "loo"} and sb3.estimators["a2c"].total.value > 0
     assert set(sb3.ratios) == {"loo/a2c"}
 
 
@@ -281,7 +281,7 @@ def test_the_all_action_estimator_and_its_state_part_are_reported() -> None:
         "MlpPolicy", make_vec_env(env_id, 2, 0), n_steps=1, seed=0, device="cpu", pg_estimator="all_action"
     )
     result = diagnose(_trained_looking(model), gym.make(env_id), n_states=4, n_actions=3, n_continuations=2, max_age=1)
-    assert set(result.estimators) == {"none", "a2c", "loo", "all_action", "all_action_state"}
+    assert set(result.estimators) == {"reinforce", "a2c", "loo", "all_action", "all_action_state"}
     assert "all_action/all_action_state" in result.ratios
     # exact in the action: nothing is left to chance given (s, a) on a deterministic one-step task
     all_action = result.estimators["all_action"]
@@ -292,7 +292,7 @@ def test_a2c_inside_relax_a2c_has_no_estimator_of_its_own() -> None:
     env_id = "relax_rl/TargetMatching-D8-v0"
     model = RelaxA2C("MlpPolicy", make_vec_env(env_id, 2, 0), n_steps=1, seed=0, device="cpu", pg_estimator="a2c")
     result = diagnose(model, gym.make(env_id), n_states=3, n_actions=2, n_continuations=2, max_age=1)
-    assert set(result.estimators) == {"none", "a2c", "loo"} and result.own is None
+    assert set(result.estimators) == {"reinforce", "a2c", "loo"} and result.own is None
 
 
 def test_diagnose_cli_prints_one_json_object_and_a_table(tmp_path, capsys) -> None:
@@ -308,7 +308,7 @@ def test_diagnose_cli_prints_one_json_object_and_a_table(tmp_path, capsys) -> No
     result = json.loads(proc.stdout)
     assert result["env"] == "CartPole-v1" and result["algo"] == "relax_a2c"
     assert result["settings"]["n_states"] == 4 and result["settings"]["pg_estimator"] == "relax"
-    for name in ("none", "a2c", "loo", "relax", "relax_state"):
+    for name in ("reinforce", "a2c", "loo", "relax", "relax_state"):
         parts = {part: v["value"] for part, v in result["estimators"][name].items()}
         assert parts["total"] == pytest.approx(parts["state"] + parts["action"] + parts["residual"])
         assert result["estimators"][name]["action_fraction"]["se"] >= 0

@@ -8,6 +8,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from relax_rl.cli.common import CLIParser, add_threads_argument, run_guarded, stdout_to_stderr
 from relax_rl.config import ALGOS
 from relax_rl.errors import UsageError
@@ -19,7 +21,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, required=True, help="a .zip saved by train.py (or SB3)")
     parser.add_argument("--env", help="default: the env in config.yml of the model's run directory")
     parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--deterministic", action="store_true")
+    parser.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the policy's most likely action, as SB3's evaluate_policy does (default); --no-deterministic samples",
+    )
     parser.add_argument("--video", type=Path, metavar="DIR", help="record every episode into DIR as MP4")
     parser.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
     parser.add_argument("--seed", type=int, default=0)
@@ -43,6 +50,10 @@ def _evaluate(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.episodes < 1:
         raise UsageError("--episodes must be >= 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: torch sees no CUDA GPU on this machine; use --device cpu or auto")
+    if args.model.suffix != ".zip" and not args.model.exists():
+        args.model = args.model.with_name(f"{args.model.name}.zip")  # as SB3's load does
     algo = detect_algo(read_model_data(args.model))
     if algo not in ALGOS:
         raise UsageError(f"{args.model} holds a {algo} model; evaluate.py supports {', '.join(ALGOS)}")

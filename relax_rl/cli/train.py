@@ -159,7 +159,8 @@ def format_summary(metrics: Mapping[str, Any], run_dir: Path) -> str:
 
     lines = [
         f"{metrics['algo']} on {metrics['env']} (seed {metrics['seed']}): {metrics['timesteps']} timesteps, "
-        f"{metrics['episodes']} episodes, {metrics['wall_s']:.1f} s, {metrics['sps']:.0f} SPS",
+        f"{metrics['episodes']} episodes, {metrics['wall_s']:.1f} s ({metrics['eval_s']:.1f} s of it evaluating): "
+        f"{metrics['timesteps'] / max(metrics['wall_s'], 1e-9):.0f} SPS, {metrics['sps']:.0f} SPS training only",
     ]
     if metrics["solve_threshold"] is not None:
         lines.append(

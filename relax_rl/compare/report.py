@@ -41,7 +41,7 @@ def write_reports(
                 groups,
                 out / "learning_curves.png",
                 thresholds=thresholds,
-                title=f"{env_id}: mean and 95% bootstrap band over seeds",
+                title=env_id,
             )
         except ValueError as err:  # e.g. budgets too small for any episode to finish
             print(f"no learning curves: {err}", file=sys.stderr)

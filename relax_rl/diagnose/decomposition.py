@@ -17,7 +17,7 @@ independent rows gives every number a standard error.
 
 The estimators, on the same rows, actions and continuations:
 
-- ``none``: REINFORCE with the λ-return ``R̂ = Â + V̂(s)``;
+- ``reinforce``: REINFORCE, no baseline, with the λ-return ``R̂ = Â + V̂(s)``;
 - ``a2c``: baseline ``V̂(s)``. Its "action" part holds ``(V(s) − V̂(s)) ∇log π``, which a better
   *state* baseline would remove (DESIGN.md §4b);
 - ``loo``: baseline the mean return of the *other* actions' samples at the same state: independent
@@ -54,6 +54,7 @@ from torch import Tensor
 from relax_rl.agents.spaces import actions_for_relaxation, distribution_from_params, estimator_for
 from relax_rl.config import RunConfig
 from relax_rl.envs import is_atari
+from relax_rl.errors import first_line
 
 #: Largest age (steps since a reset) of a sampled state when the env has no episode limit.
 DEFAULT_MAX_AGE = 200
@@ -411,7 +412,7 @@ def sample_estimates(
     action_sums = returns.sum(2)
     others = (action_sums.sum(1, keepdim=True) - action_sums) / ((m - 1) * k)
     estimates = {
-        "none": returns.unsqueeze(-1) * score,
+        "reinforce": returns.unsqueeze(-1) * score,
         "a2c": advantages.unsqueeze(-1) * score,
         "loo": (returns - others.unsqueeze(-1)).unsqueeze(-1) * score,
     }
@@ -606,7 +607,8 @@ def check_copyable(env: gym.Env, seed: int = 0) -> None:
         expected, got = env.step(action), clone.step(action)
         same = all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(expected[:4], got[:4], strict=True))
     except Exception as err:  # whatever a half-copied simulator raises
-        raise EnvNotCopyableError(f"a deep copy of it cannot step ({type(err).__name__}: {err})") from None
+        detail = type(err).__name__ + (f": {first_line(err)}" if str(err).strip() else "")
+        raise EnvNotCopyableError(f"a deep copy of it cannot step ({detail})") from None
     if not same:
         raise EnvNotCopyableError("a deep copy of it does not continue as the original does")
 
@@ -651,7 +653,11 @@ class ActionVarianceCallback(BaseCallback):
         try:
             check_copyable(self.env)
         except EnvNotCopyableError as err:
-            warnings.warn(f"train/action_var_frac is off for {env_id}: {err}", stacklevel=2)
+            warnings.warn(
+                f"train/action_var_frac is off for {env_id}: the decomposition resamples actions on copies of "
+                f"the env, and {err}; --diagnose-freq 0 (diagnose_freq: 0) turns it off without this warning",
+                stacklevel=2,
+            )
             self.env = None
 
     def _on_step(self) -> bool:

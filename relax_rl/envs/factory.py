@@ -86,6 +86,7 @@ def make_vec_env(
     frame_stack: int | None = None,
     backend: str = "auto",
     video_dir: str | os.PathLike[str] | None = None,
+    video_episodes: int | None = None,
     **env_kwargs: Any,
 ) -> VecEnv:
     """Build a seeded, monitored vectorised env for ``env_id``, which ``RelaxA2C`` accepts as it is.
@@ -101,7 +102,8 @@ def make_vec_env(
     :param backend: ``"auto"``: ``ale`` for Atari ids (``sb3_atari`` when recording video), ``torch`` for
         ids in ``TORCH_ENVS`` with at least ``TORCH_AUTO_MIN_ENVS`` envs, else ``gymnasium``; or one of
         those by name.
-    :param video_dir: record every episode there with gymnasium's ``RecordVideo`` (needs ``n_envs == 1``).
+    :param video_dir: record episodes there with gymnasium's ``RecordVideo`` (needs ``n_envs == 1``): the
+        first ``video_episodes``, or every one when that is None.
     :param env_kwargs: passed to ``gymnasium.make`` (torch and ale backends: the options they implement).
     :raises UnknownEnvError: the id is not registered.
     :raises ValueError: anything else that cannot be served, in one line.
@@ -128,7 +130,7 @@ def make_vec_env(
     if backend == "sb3_atari":
         # AtariWrapper repeats each action 4 times itself, so the emulator must not skip frames too.
         env_kwargs = {"frameskip": 1, **env_kwargs}
-    make_env = _env_constructor(env_id, video_dir, env_kwargs)
+    make_env = _env_constructor(env_id, video_dir, env_kwargs, video_episodes)
     venv = _BACKENDS[backend](make_env, n_envs, seed, monitor_dir, wrapper_kwargs)
     if frame_stack is None and backend == "sb3_atari":
         frame_stack = ATARI_FRAME_STACK
@@ -223,19 +225,41 @@ def _make_ale(
 
 
 def _env_constructor(
-    env_id: str, video_dir: str | os.PathLike[str] | None, env_kwargs: dict[str, Any]
+    env_id: str, video_dir: str | os.PathLike[str] | None, env_kwargs: dict[str, Any], video_episodes: int | None
 ) -> Callable[..., gym.Env]:
-    """A callable for SB3's ``make_vec_env``: ``gym.make`` plus, optionally, innermost video recording."""
+    """A callable for SB3's ``make_vec_env``: ``gym.make`` plus, optionally, innermost video recording of
+    the first ``video_episodes`` episodes (all when None)."""
 
     def make(**kwargs: Any) -> gym.Env:
-        if video_dir is None:
-            # No render_mode unless recording: training never renders, and not every env accepts one.
-            return gym.make(env_id, **env_kwargs, **kwargs)
-        env = gym.make(env_id, **{"render_mode": "rgb_array", **env_kwargs, **kwargs})
-        # Innermost, so that videos show whole games, not the preprocessed (skipped, life-split) view.
-        return gym.wrappers.RecordVideo(env, str(video_dir), episode_trigger=lambda _: True, disable_logger=True)
+        try:
+            if video_dir is None:
+                # No render_mode unless recording: training never renders, and not every env accepts one.
+                return gym.make(env_id, **env_kwargs, **kwargs)
+            # Off-screen frames need no display; without this, pygame's SDL complains about XDG_RUNTIME_DIR.
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+            env = gym.make(env_id, **{"render_mode": "rgb_array", **env_kwargs, **kwargs})
+        except gym.error.DependencyNotInstalled as err:
+            raise gym.error.DependencyNotInstalled(_install_hint(env_id, err)) from None
+        # Innermost, so that videos show whole games, not the preprocessed (skipped, life-split) view. The
+        # trigger stops at the episodes asked for: a vec env resets after the last one, which would start
+        # one more, nearly empty, video.
+        return gym.wrappers.RecordVideo(
+            env,
+            str(video_dir),
+            episode_trigger=lambda episode: video_episodes is None or episode < video_episodes,
+            disable_logger=True,
+        )
 
     return make
+
+
+def _install_hint(env_id: str, err: Exception) -> str:
+    """Gymnasium's advice (``pip install swig``, then gymnasium's extra) becomes this project's extra."""
+    text = str(err).lower()
+    extra = next((name for name in ("box2d", "mujoco") if name in text), None)
+    if extra is None:
+        return first_line(err)
+    return f'{env_id} needs {extra}, which is not installed: pip install -e ".[{extra}]" (relax-rl\'s {extra} extra)'
 
 
 def _make_gymnasium(

@@ -4,6 +4,7 @@ metrics. Every command (train.py, compare, tune) and the notebook go through :fu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -19,7 +20,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from tqdm import TqdmExperimentalWarning
 
 from relax_rl.callbacks import Stop, atomic_write, save_model
-from relax_rl.config import RunConfig
+from relax_rl.checkpoint import list_checkpoints
+from relax_rl.config import RunConfig, check_config
 from relax_rl.errors import UsageError
 from relax_rl.run.build import make_env, make_model
 from relax_rl.run.files import (
@@ -66,6 +68,8 @@ def train(config: RunConfig, run_dir: str | Path, *, report: Report | None = Non
     (see :class:`relax_rl.callbacks.RunControl`).
     """
     run_dir = Path(run_dir)
+    check_config(config)  # a RunConfig built in Python has not been through resolve_config's checks
+    created = [path for path in (run_dir, *run_dir.parents) if not path.exists()]
     try:
         run_dir.mkdir(parents=True, exist_ok=False)
     except FileExistsError:
@@ -80,11 +84,24 @@ def train(config: RunConfig, run_dir: str | Path, *, report: Report | None = Non
         model = make_model(config, make_env(config, run_dir, training=True), run_dir)
         session = Session.create(config, run_dir, report)
     except BaseException:
-        # We created this directory an instant ago (exist_ok=False), so it holds nothing but our own
-        # partial setup; leaving it would block the corrected command with "already exists".
-        shutil.rmtree(run_dir, ignore_errors=True)
+        _remove(created)
         raise
-    return _learn(model, config, run_dir, session, progress=progress, resumed=False)
+    try:
+        return _learn(model, config, run_dir, session, progress=progress, resumed=False)
+    except BaseException as err:
+        # Nothing in it can be resumed before the first checkpoint, and it would block the same command
+        # with "already exists". A trial that a sweep stopped through `report` keeps its directory.
+        if not list_checkpoints(run_dir) and err is not session.report_error():
+            _remove(created)
+        raise
+
+
+def _remove(created: list[Path]) -> None:
+    """Remove the run directory we just made, and the parents made for it that are left empty."""
+    shutil.rmtree(created[0], ignore_errors=True)
+    for parent in created[1:]:
+        with contextlib.suppress(OSError):  # not empty: another run's
+            parent.rmdir()
 
 
 def resume(
@@ -137,6 +154,8 @@ def _learn(
     try:
         with session.control.signals, warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=TqdmExperimentalWarning)  # SB3's bar uses tqdm.rich
+            # A torch-backend training env is evaluated on a gymnasium one: evaluate_policy serves both.
+            warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
             model.learn(
                 config.total_timesteps - model.num_timesteps,
                 callback=session.callbacks(progress),

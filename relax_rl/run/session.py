@@ -88,6 +88,11 @@ class Session:
         optional = [c for c in (self.evaluator, self.diagnostics) if c is not None]
         return [self.clock, self.tracker, *optional, self.control, *([] if progress else [ProgressLog(self.tracker)])]
 
+    def report_error(self) -> BaseException | None:
+        """What the ``report`` hook raised, if it did."""
+        reporter = None if self.evaluator is None else self.evaluator.callback
+        return reporter.error if isinstance(reporter, ReportEvaluations) else None
+
     def evaluations(self) -> tuple[tuple[int, float], ...]:
         """(timestep, mean return) of every evaluation so far."""
         if self.evaluator is None:
