@@ -111,7 +111,7 @@ def _check_learning_rate(key: str, value: Any) -> None:
     except (TypeError, ValueError):
         number = math.nan
     if isinstance(value, bool) or not number > 0 or math.isinf(number):
-        raise ConfigError(f"{key} must be a positive number or lin_<number> (a linear schedule), not {value!r}")
+        raise ConfigError(f"{key}: {value!r} is neither a number nor lin_<number> (a linear schedule), or not positive")
 
 
 def _check_type(key: str, value: Any, default: Any) -> None:

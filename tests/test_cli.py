@@ -11,6 +11,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 import yaml
 from stable_baselines3 import PPO
 
@@ -229,6 +230,18 @@ gym.register("relax-rl-test/TupleActions-v0", entry_point=_TupleActions, max_epi
         (["--hyperparams", "learning_rate=fast"], "neither a number nor lin_<number>"),
         (["--max-bad-updates", "-1"], "--max-bad-updates must be >= 0"),
         (["--hyperparams", "checkpoint_freq=-5"], "checkpoint_freq must be an integer >= 0, not -5"),
+        # What a newcomer typed (issue 14): each stops before anything is built.
+        (["--hyperparams", "n_steps=five"], "n_steps must be an integer, not 'five'"),
+        (["--hyperparams", "n_steps=0"], "n_steps must be in [1, inf), not 0"),
+        (["--hyperparams", "gamma=2.5"], "gamma must be in (0, 1], not 2.5"),
+        (["--hyperparams", "ent_coef=-0.1"], "ent_coef must be in [0, inf), not -0.1"),
+        (["--hyperparams", "learning_rate=-1e-3"], "neither a number nor lin_<number>"),
+        (["--hyperparams", "use_rms_prop=maybe"], "use_rms_prop must be true or false"),
+        (["--hyperparams", "policy_kwargs={net_arc: [8]}"], "does not accept 'net_arc'; did you mean: net_arch"),
+        (["--hyperparams", "policy_kwargs=dict(net_arch=[8"], "policy_kwargs: cannot read"),
+        (["--hyperparams", "policy_kwargs=[8, 8]"], "policy_kwargs must be a mapping"),
+        (["--total-timesteps", "10"], "less than one rollout (n_envs 8 x n_steps 5 = 40 timesteps)"),
+        (["--config", "missing.yml"], "cannot read config file missing.yml"),
     ],
     ids=[
         "unknown-env",
@@ -240,12 +253,23 @@ gym.register("relax-rl-test/TupleActions-v0", entry_point=_TupleActions, max_epi
         "bad-schedule",
         "bad-max-bad-updates",
         "bad-checkpoint-freq-key",
+        "n-steps-not-a-number",
+        "n-steps-zero",
+        "gamma-above-one",
+        "negative-entropy-coefficient",
+        "negative-learning-rate",
+        "bool-not-a-bool",
+        "policy-kwargs-typo",
+        "zoo-syntax-unclosed",
+        "policy-kwargs-not-a-mapping",
+        "budget-below-one-rollout",
+        "missing-config-file",
     ],
 )
 def test_train_bad_input_exits_2_with_one_line(algo, args, expected, tmp_path, capsys):
     assert train_main(["--algo", algo, "--log-dir", str(tmp_path), *args]) == 2
     assert expected in _one_line_error(capsys.readouterr().err)
-    assert not list(tmp_path.rglob("*.zip")) and not list(tmp_path.rglob("config.yml")), "a failed run left files"
+    assert not list(tmp_path.iterdir()), "a failed run left a directory"
 
 
 def test_linear_learning_rate_schedule(tmp_path):
@@ -257,6 +281,56 @@ def test_linear_learning_rate_schedule(tmp_path):
     assert (model.cv_lr_schedule(1.0), model.cv_lr_schedule(0.5)) == pytest.approx((2e-3, 1e-3))
 
 
+def test_a_run_that_fails_in_training_before_its_first_checkpoint_leaves_nothing(tmp_path, capsys):
+    # A policy option that only the policy's constructor can refuse: the run directory was made by then.
+    args = ["--algo", "relax_a2c", "--log-dir", str(tmp_path / "runs"), *TINY]
+    assert train_main([*args, "--hyperparams", 'policy_kwargs=dict(cv_arch="lin")']) == 2
+    assert "cv_arch must be one of" in _one_line_error(capsys.readouterr().err)
+    assert not (tmp_path / "runs").exists()
+    assert train_main([*args, "--hyperparams", 'policy_kwargs=dict(cv_arch="linear", net_arch=[16])']) == 0
+
+
+def test_yaml_errors_give_the_line(tmp_path, capsys):
+    config = tmp_path / "bad.yml"
+    config.write_text("CartPole-v1:\n  gamma: 0.9\n  n_steps: [5\n")
+    assert train_main(["--algo", "a2c", "--config", str(config), "--log-dir", str(tmp_path / "runs")]) == 2
+    assert re.search(r"bad.yml is not valid YAML \(line \d+, column \d+\)", _one_line_error(capsys.readouterr().err))
+
+
+def test_a_config_file_overlays_the_bundled_one(tmp_path):
+    config = tmp_path / "lr.yml"
+    config.write_text("CartPole-v1:\n  learning_rate: 0.002\n")  # nothing else: policy, n_envs come from configs/
+    run_dir = tmp_path / "run"
+    assert train_main(["--algo", "a2c", "--config", str(config), "--run-dir", str(run_dir), *TINY]) == 0
+    saved = yaml.safe_load((run_dir / "config.yml").read_text())
+    assert saved["algo_kwargs"]["learning_rate"] == 0.002 and saved["policy"] == "MlpPolicy"
+
+
+def test_evaluate_takes_sb3_habits(trained, capsys):
+    _, _, run_dir, _ = trained
+    bare = str(run_dir / "final_model")  # SB3's load adds .zip
+    assert evaluate_main(["--model", bare, "--episodes", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["deterministic"] is True  # evaluate_policy's default
+    assert evaluate_main(["--model", bare, "--episodes", "1", "--json", "--no-deterministic"]) == 0
+    assert json.loads(capsys.readouterr().out)["deterministic"] is False
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_evaluate_refuses_cuda_without_a_gpu(trained, capsys):
+    _, _, run_dir, _ = trained
+    assert evaluate_main(["--model", str(run_dir / "final_model.zip"), "--device", "cuda"]) == 2
+    assert "torch sees no CUDA GPU" in _one_line_error(capsys.readouterr().err)
+
+
+def test_evaluating_on_another_env_names_the_env_not_trust(trained, capsys):
+    _, _, run_dir, _ = trained
+    for extra in ([], ["--unsafe-load"]):
+        assert evaluate_main(["--model", str(run_dir / "final_model.zip"), "--env", "Acrobot-v1", *extra]) == 2
+        error = _one_line_error(capsys.readouterr().err)
+        assert "was not trained on" in error and "--env" in error and "trust" not in error and len(error) < 300
+
+
 def test_unknown_algo_is_one_line(capsys):
     assert train_main(["--algo", "ppo2"]) == 2
     assert "invalid choice: 'ppo2'" in _one_line_error(capsys.readouterr().err)
@@ -266,7 +340,8 @@ def test_video_records_every_episode(trained, tmp_path):
     _, _, run_dir, _ = trained
     videos = tmp_path / "videos"
     assert evaluate_main(["--model", str(run_dir / "final_model.zip"), "--episodes", "2", "--video", str(videos)]) == 0
-    assert {"rl-video-episode-0.mp4", "rl-video-episode-1.mp4"} <= {p.name for p in videos.glob("*.mp4")}
+    # Exactly those: the reset after the last episode starts no (nearly empty) third video.
+    assert {p.name for p in videos.glob("*.mp4")} == {"rl-video-episode-0.mp4", "rl-video-episode-1.mp4"}
 
 
 def test_solve_tracker_needs_a_full_window():

@@ -238,3 +238,16 @@ def test_non_finite_updates_are_skipped_and_counted() -> None:
     assert model.skipped_updates > 0 and model.bad_update_streak > 0
     assert all(torch.isfinite(p).all() for p in model.policy.parameters())
     assert model.logger.name_to_value["train/skipped_updates"] == model.skipped_updates
+
+
+def test_training_an_mlp_policy_on_several_cpu_threads_warns(recwarn):
+    from relax_rl.run import torch_threads
+
+    model = RelaxA2C("MlpPolicy", "CartPole-v1", n_steps=4, device="cpu", seed=0)
+    with torch_threads(2):
+        with pytest.warns(UserWarning, match="MLP policy on the CPU with 2 torch threads"):
+            model.learn(4)
+    with torch_threads(1):
+        recwarn.clear()
+        model.learn(4)
+    assert not [w for w in recwarn if "torch threads" in str(w.message)]

@@ -92,3 +92,7 @@ def test_per_algorithm_hyperparameters_and_config_files(tmp_path, capsys):
     assert "already exist with other settings" in error and "\n" not in error
     assert compare_cli.main([*_compare_argv(out), "--hyperparams", "ppo:gamma=0.9"]) == 2
     assert "'ppo' is not one of the compared --algos" in capsys.readouterr().err
+    # A key only one of them has must be scoped to it (the README once showed this unscoped).
+    assert compare_cli.main([*_compare_argv(out), "--hyperparams", "cv_learning_rate=1e-3"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "a2c has no cv_learning_rate; write relax_a2c:cv_learning_rate=VALUE" in error and "\n" not in error

@@ -88,3 +88,14 @@ def test_runs_are_reproducible_per_seed() -> None:
     first = toy.train("relax", steps=20, seed=3, target=0.499)
     again = toy.train("relax", steps=20, seed=3, target=0.499)
     assert first.theta == again.theta and first.log_var == again.log_var
+
+
+def test_progress_in_a_log_is_plain_lines_not_a_bar(capsys):
+    from relax_rl.experiments.cli_args import progress_steps
+
+    assert list(progress_steps(20, "toy", enabled=True)) == list(range(1, 21))
+    err = capsys.readouterr().err  # capsys is no terminal
+    assert "\r" not in err
+    assert err.splitlines() == [f"toy: step {s}/20 ({s / 20:.0%})" for s in range(2, 21, 2)]
+    assert list(progress_steps(5, "toy", enabled=False)) == [1, 2, 3, 4, 5]
+    assert capsys.readouterr().err == ""

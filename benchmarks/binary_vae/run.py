@@ -23,6 +23,8 @@ from pathlib import Path
 from relax_rl.experiments.binary_vae.plots import plot_curves
 from relax_rl.experiments.binary_vae.training import History
 
+FULL_TEST_SET = 10_000  # MNIST's test images
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_ESTIMATORS = ("nvil", "rebar", "relax", "relaxed_rebar", "disarm", "reinforce")
 METRICS = {  # JSON field → (column title, format)
@@ -39,6 +41,7 @@ def run_one(model: str, estimator: str, seed: int, steps: int, batch_size: int) 
     """One CLI call; its JSON object, with the curves."""
     cmd = [sys.executable, "-m", "relax_rl.experiments.binary_vae", "--estimator", estimator, "--model", model]
     cmd += ["--steps", str(steps), "--batch-size", str(batch_size), "--seed", str(seed), "--json"]
+    cmd += ["--test-subset", str(FULL_TEST_SET)]  # the paper's bound: every test image
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout)
 

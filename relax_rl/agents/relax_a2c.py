@@ -23,6 +23,7 @@ from relax_rl.agents.policies import (
 from relax_rl.agents.replay import ReplayRows, RolloutReplay
 from relax_rl.agents.spaces import actions_for_relaxation, estimator_for, split_mean_log_std
 from relax_rl.agents.tensor_rollout import TensorRolloutMixin
+from relax_rl.agents.threads import warn_if_threads_are_slow
 
 SelfRelaxA2C = TypeVar("SelfRelaxA2C", bound="RelaxA2C")
 #: What one step of φ trains on: distribution parameters, actions, advantages, ĉ's context, and ĝ^ℓ.
@@ -330,4 +331,5 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfRelaxA2C:
+        warn_if_threads_are_slow(self)
         return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)

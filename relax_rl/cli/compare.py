@@ -17,7 +17,7 @@ from typing import Any
 
 from relax_rl.cli.common import CLIParser, add_threads_argument, check_minimums, run_guarded
 from relax_rl.compare import plan, run_all, write_reports
-from relax_rl.config import ALGOS, parse_overrides
+from relax_rl.config import ALGOS, accepted_keys, load_algo_class, parse_overrides
 from relax_rl.envs import get_spec
 from relax_rl.errors import UsageError
 
@@ -123,4 +123,14 @@ def _per_algo_overrides(items: Sequence[str], algos: Sequence[str]) -> dict[str,
             scoped[algo].append(item.split(":", 1)[1])
         else:
             raise UsageError(f"--hyperparams {item!r}: {algo!r} is not one of the compared --algos")
-    return {algo: parse_overrides([*shared, *own]) for algo, own in scoped.items()}
+    overrides = {algo: parse_overrides([*shared, *own]) for algo, own in scoped.items()}
+    accepted = {algo: accepted_keys(load_algo_class(algo)) for algo in algos}
+    for key in parse_overrides(shared):
+        takers = [algo for algo in algos if key in accepted[algo]]
+        if takers and len(takers) < len(algos):
+            others = ", ".join(algo for algo in algos if algo not in takers)
+            raise UsageError(
+                f"--hyperparams {key}: {others} has no {key}; write {takers[0]}:{key}=VALUE to set it for "
+                f"{takers[0]} only"
+            )
+    return overrides

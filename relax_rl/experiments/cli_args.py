@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+
+from tqdm import tqdm
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -40,3 +43,16 @@ def open_unit(text: str) -> float:
 
 def positive_float(text: str) -> float:
     return _float_where(text, lambda v: 0 < v < math.inf, "a positive number")
+
+
+def progress_steps(steps: int, desc: str, enabled: bool) -> Iterator[int]:
+    """1..steps, with a progress bar on a terminal, or a plain line every tenth of the way in a log
+    (a bar's carriage returns would make a log one huge line)."""
+    if not enabled or sys.stderr.isatty():
+        yield from tqdm(range(1, steps + 1), desc=desc, disable=not enabled)
+        return
+    every = max(steps // 10, 1)
+    for step in range(1, steps + 1):
+        yield step
+        if step % every == 0 or step == steps:
+            print(f"{desc}: step {step}/{steps} ({step / steps:.0%})", file=sys.stderr, flush=True)

@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor
-from tqdm import tqdm
 
 from relax_rl.estimators import (
     BernoulliRelaxation,
@@ -33,7 +32,7 @@ from relax_rl.estimators import (
     relax,
     variance_loss,
 )
-from relax_rl.experiments.cli_args import OneLineParser, open_unit, positive_int
+from relax_rl.experiments.cli_args import OneLineParser, open_unit, positive_int, progress_steps
 
 ESTIMATORS = ("exact", "reinforce", "concrete", "rebar", "relax")
 DTYPE = torch.float64  # gradients are ~1e-3 and their residual noise far smaller: keep float64's headroom
@@ -137,7 +136,7 @@ def train(estimator: str, steps: int, seed: int, target: float, progress: bool =
             log_var.append(log_variance(estimator, logit, problem, cv))
 
     record(0)
-    for step in tqdm(range(1, steps + 1), desc=estimator, disable=not progress):
+    for step in progress_steps(steps, estimator, progress):
         grads, var = variance_loss(surrogate(estimator, logit.view(1, 1), problem, cv), [logit])
         if cv_opt is not None:
             # Descend ‖ĝ‖²: unbiasedness makes its φ-gradient that of the estimator's variance.

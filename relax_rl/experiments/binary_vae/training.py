@@ -11,6 +11,7 @@ first, because that objective's graph runs through the VAE's parameters before t
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -23,6 +24,7 @@ from relax_rl.estimators import apply_gradients
 from relax_rl.experiments.binary_vae.data import Dataset
 from relax_rl.experiments.binary_vae.gradients import LayerEstimator, estimate
 from relax_rl.experiments.binary_vae.models import BinaryVAE
+from relax_rl.experiments.cli_args import progress_steps
 
 EVAL_CHUNK = 2000  # images per forward pass when evaluating
 IWAE_CHUNK = 50  # images per forward pass of the k-sample bound (50 × 100 latent samples)
@@ -121,8 +123,7 @@ def train(config: Config, data: Dataset, progress: bool = False) -> Result:
     window: list[float] = []
     train_seconds = train_cpu_seconds = 0.0
 
-    bar = tqdm(range(1, config.steps + 1), desc=f"{config.model} {config.estimator}", disable=not progress)
-    for step in bar:
+    for step in progress_steps(config.steps, f"{config.model} {config.estimator}", progress):
         if cursor + config.batch_size > order.numel():  # a new epoch: reshuffle
             order, cursor = torch.randperm(train_x.shape[0], generator=generator), 0
         x = train_x[order[cursor : cursor + config.batch_size]]
@@ -156,7 +157,11 @@ def train(config: Config, data: Dataset, progress: bool = False) -> Result:
             history.valid_elbo.append(mean_elbo(model, valid_x))
             history.log_var.append(log_variance(model, estimators, probe))
             window = []
-            bar.set_postfix(train=f"{history.train_elbo[-1]:.1f}", valid=f"{history.valid_elbo[-1]:.1f}")
+            if progress:
+                tqdm.write(
+                    f"step {step}: train ELBO {history.train_elbo[-1]:.1f}, valid ELBO {history.valid_elbo[-1]:.1f}",
+                    file=sys.stderr,
+                )
 
     summary = {
         **{k: v for k, v in asdict(config).items() if k not in ("eval_every", "test_subset")},
