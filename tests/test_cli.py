@@ -160,7 +160,12 @@ def test_normalisation_statistics_travel_with_a_copied_model(tmp_path, capsys):
 def test_progress_lines_when_not_on_a_terminal_and_a_bar_on_request(tmp_path, capsys):
     args = ["--algo", "a2c", *TINY, "--eval-freq", "0", "--checkpoint-freq", "0"]
     assert train_main([*args, "--run-dir", str(tmp_path / "lines")]) == 0  # capsys's stdout is no terminal
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("timesteps ")]
+    out = capsys.readouterr().out
+    # The summary gives both rates: with the evaluations (what the progress lines show) and without.
+    assert re.search(
+        r"\d+ timesteps, \d+ episodes, [\d.]+ s \([\d.]+ s of it evaluating\): \d+ SPS, \d+ SPS training only", out
+    )
+    lines = [line for line in out.splitlines() if line.startswith("timesteps ")]
     assert len(lines) == 1  # the final one: a tiny run ends before the first 30 s are up
     assert re.fullmatch(
         r"timesteps 400/400 \(100%\) \| episodes \d+ \| mean return [\d.]+ \| \d+ SPS \| ETA 0:00:00", lines[0]

@@ -167,3 +167,19 @@ def test_a2c_config_is_sb3_defaults():
     assert default["learning_rate"] == a2c.learning_rate
     for key in ("n_steps", "gamma", "gae_lambda", "ent_coef", "vf_coef", "max_grad_norm", "normalize_advantage"):
         assert default[key] == getattr(a2c, key), key
+
+
+def test_rl_zoo_policy_kwargs_syntax_is_read():
+    from relax_rl.validation import parse_policy_kwargs
+
+    zoo = "dict(log_std_init=-2, ortho_init=False, activation_fn=nn.ReLU, net_arch=dict(pi=[256, 256], vf=[256, 256]))"
+    assert parse_policy_kwargs(zoo) == {
+        "log_std_init": -2,
+        "ortho_init": False,
+        "activation_fn": "ReLU",
+        "net_arch": {"pi": [256, 256], "vf": [256, 256]},
+    }
+    config = resolve_config("a2c", "CartPole-v1", 0, overrides=parse_overrides([f"policy_kwargs={zoo}"]))
+    assert config.algo_kwargs["policy_kwargs"]["activation_fn"] == "ReLU"
+    with pytest.raises(ConfigError, match="cannot read"):
+        parse_policy_kwargs("dict(activation_fn=open('x'))")

@@ -64,3 +64,19 @@ def test_atari_gets_preprocessing_and_a_frame_stack(tmp_path):
     venv = make_vec_env("ALE/Pong-v5", n_envs=2, monitor_dir=tmp_path, backend="sb3_atari")
     assert venv.reset().shape == (2, 84, 84, 4)
     venv.close()
+
+
+def test_a_missing_simulator_points_at_the_projects_extra():
+    import gymnasium as gym
+
+    from relax_rl.envs.factory import _install_hint
+
+    advice = gym.error.DependencyNotInstalled(
+        'Box2D is not installed, run `pip install swig` then `pip install "gymnasium[box2d]"`'
+    )
+    assert _install_hint("LunarLander-v3", advice) == (
+        'LunarLander-v3 needs box2d, which is not installed: pip install -e ".[box2d]" (relax-rl\'s box2d extra)'
+    )
+    assert (
+        _install_hint("X-v0", gym.error.DependencyNotInstalled("pygame is not installed")) == "pygame is not installed"
+    )

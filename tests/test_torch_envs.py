@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -155,6 +156,11 @@ def test_cli_trains_on_a_torch_env_and_resumes_it_bit_exact(tmp_path, capsys):
     args = ["--env", "CartPole-v1", "--n-envs", "64", "--total-timesteps", "1920", "--eval-freq", "0"]
     assert train_main([*args, "--checkpoint-freq", "640", "--run-dir", str(reference)]) == 0
     metrics = json.loads((reference / "metrics.json").read_text())
+    # The gymnasium evaluation env of a torch training env is served by evaluate_policy as it is.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert train_main([*args, "--eval-freq", "640", "--run-dir", str(tmp_path / "evaluated")]) == 0
+    assert not [w for w in caught if "not of the same type" in str(w.message)]
     assert metrics["timesteps"] == 1920 and metrics["episodes"] == len(monitor_rows(reference)) > 20
     checkpoints = sorted((reference / "checkpoints").glob("*.zip"), key=lambda p: p.stat().st_mtime)
     assert len(checkpoints) >= 2
