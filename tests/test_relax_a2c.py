@@ -244,9 +244,8 @@ def test_training_an_mlp_policy_on_several_cpu_threads_warns(recwarn):
     from relax_rl.run import torch_threads
 
     model = RelaxA2C("MlpPolicy", "CartPole-v1", n_steps=4, device="cpu", seed=0)
-    with torch_threads(2):
-        with pytest.warns(UserWarning, match="MLP policy on the CPU with 2 torch threads"):
-            model.learn(4)
+    with torch_threads(2), pytest.warns(UserWarning, match="MLP policy on the CPU with 2 torch threads"):
+        model.learn(4)
     with torch_threads(1):
         recwarn.clear()
         model.learn(4)
