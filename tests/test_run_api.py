@@ -96,3 +96,23 @@ def test_per_algorithm_hyperparameters_and_config_files(tmp_path, capsys):
     assert compare_cli.main([*_compare_argv(out), "--hyperparams", "cv_learning_rate=1e-3"]) == 2
     error = capsys.readouterr().err.strip()
     assert "a2c has no cv_learning_rate; write relax_a2c:cv_learning_rate=VALUE" in error and "\n" not in error
+
+
+WALL_CLOCK = ("wall_s", "eval_s", "sps")
+
+
+def test_compare_on_ray_gives_the_runs_that_local_processes_give(tmp_path, ray_session):
+    argv = ["--env", "CartPole-v1", "--algos", "a2c", "relax_a2c", "--seeds", "1", "--total-timesteps", "400"]
+    argv += ["--n-envs", "2", "--eval-freq", "200"]
+    assert compare_cli.main([*argv, "--workers", "2", "--out", str(tmp_path / "local")]) == 0
+    assert compare_cli.main([*argv, "--ray", "local", "--out", str(tmp_path / "ray")]) == 0
+
+    def runs(out):
+        records = json.loads((out / "results.json").read_text())["runs"]
+        return [
+            (r["algo"], r["seed"], {k: v for k, v in r["metrics"].items() if k not in WALL_CLOCK}) for r in records
+        ]
+
+    local, on_ray = runs(tmp_path / "local"), runs(tmp_path / "ray")
+    assert len(local) == 2 and local == on_ray
+    assert all(metrics["torch_threads"] == 1 for _, _, metrics in on_ray)

@@ -161,8 +161,8 @@ def run_all(
     if ray_address is not None:
         from relax_rl.cluster import connect, map_runs
 
-        connect(ray_address)
-        results = map_runs(run_job, [(job, threads) for job in jobs], cpus_per_run=threads)
+        with connect(ray_address):
+            results = map_runs(run_job, [(job, threads) for job in jobs], cpus_per_run=threads)
         for record in results:
             if on_done is not None:
                 on_done(record)
