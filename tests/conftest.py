@@ -1,5 +1,21 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 # Let tests import their shared helpers (tests/stats.py) without making tests/ a package.
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One Ray instance (2 CPUs, no dashboard) for every test that needs it, started on first use.
+
+    Tests that need a cluster of their own (tests/test_cluster.py's two-node cluster) run it in a
+    subprocess, so they never meet this one. Skipped only where Ray is not installed; CI installs it.
+    """
+    ray = pytest.importorskip("ray", reason='Ray is not installed (pip install -e ".[ray]")')
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

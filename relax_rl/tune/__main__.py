@@ -1,0 +1,3 @@
+from relax_rl.cli.tune import main
+
+raise SystemExit(main())
