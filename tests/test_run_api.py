@@ -109,10 +109,17 @@ def test_compare_on_ray_gives_the_runs_that_local_processes_give(tmp_path, ray_s
 
     def runs(out):
         records = json.loads((out / "results.json").read_text())["runs"]
-        return [
-            (r["algo"], r["seed"], {k: v for k, v in r["metrics"].items() if k not in WALL_CLOCK}) for r in records
-        ]
+        return [(r["algo"], r["seed"], {k: v for k, v in r["metrics"].items() if k not in WALL_CLOCK}) for r in records]
 
     local, on_ray = runs(tmp_path / "local"), runs(tmp_path / "ray")
     assert len(local) == 2 and local == on_ray
     assert all(metrics["torch_threads"] == 1 for _, _, metrics in on_ray)
+
+
+def test_compare_on_an_unreachable_ray_cluster_is_one_line_and_starts_nothing(tmp_path, capsys):
+    pytest.importorskip("ray", reason='Ray is not installed (pip install -e ".[ray]")')
+    out = tmp_path / "cmp"
+    assert compare_cli.main([*_compare_argv(out), "--total-timesteps", "200", "--ray", "127.0.0.1:9"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "cannot reach a Ray cluster" in error and "\n" not in error and "Traceback" not in error
+    assert not out.exists()

@@ -8,7 +8,6 @@ status 2, and leaves no study directory behind.
 from __future__ import annotations
 
 import argparse
-import inspect
 import shutil
 import sys
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from relax_rl.tune.outputs import write_outputs
 from relax_rl.tune.space import SearchSpace, default_space_file, largest, load_space
 from relax_rl.tune.study import PRUNERS, open_storage, open_study, optimize
 from relax_rl.tune.trial import OBJECTIVES, StudySpec
+from relax_rl.validation import constructor_parameters
 
 EVALUATIONS_PER_RUN = 20  # the default --eval-freq: this many evaluations per run, whatever the budget
 
@@ -71,13 +71,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _n_steps(config: RunConfig) -> int:
     """The rollout length of ``config``: its n_steps, else the constructor's default (A2C's 5)."""
-    if "n_steps" in config.algo_kwargs:
-        return int(config.algo_kwargs["n_steps"])
-    for klass in load_algo_class(config.algo).__mro__:
-        parameter = inspect.signature(klass.__init__).parameters.get("n_steps")
-        if parameter is not None and parameter.default is not inspect.Parameter.empty:
-            return int(parameter.default)
-    return 1
+    default = constructor_parameters(load_algo_class(config.algo)).get("n_steps")
+    return int(config.algo_kwargs.get("n_steps", 1 if default is None else default.default))
 
 
 def _check_budget(config: RunConfig, space: SearchSpace) -> None:
