@@ -27,7 +27,7 @@ from relax_rl.config import RunConfig
 from relax_rl.errors import UsageError
 from relax_rl.run import torch_threads
 from relax_rl.tune.space import SearchSpace
-from relax_rl.tune.study import TRIALS_DIR, format_value, space_signature
+from relax_rl.tune.study import TRIALS_DIR, format_value, space_signature, warmup_steps
 from relax_rl.tune.trial import StudySpec, run_trial
 
 RAY_DIR = "ray"
@@ -123,7 +123,7 @@ def run_ray_study(
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=OptunaSearch(space, metric=METRIC, mode=mode, seed=spec.first_seed),
-                scheduler=_scheduler(pruner, mode, evaluations * spec.seeds + 1),
+                scheduler=_scheduler(pruner, mode, evaluations * spec.seeds + 1, warmup_steps(spec)),
                 num_samples=n_trials,
                 reuse_actors=True,  # a new actor per trial would import torch and SB3 again, for seconds each
             ),
@@ -142,14 +142,18 @@ def run_ray_study(
     return study_from_results(results, spec, space, study_name)
 
 
-def _scheduler(pruner: str, mode: str, max_t: int) -> Any:
+def _scheduler(pruner: str, mode: str, max_t: int, warmup: int) -> Any:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 
     if pruner == "median":
         # min_time_slice: never pause a trial "to yield time" while too few have results; a paused function
         # trainable without checkpoints would start over.
         return MedianStoppingRule(
-            time_attr="training_iteration", metric=METRIC, mode=mode, grace_period=1, min_time_slice=sys.maxsize
+            time_attr="training_iteration",
+            metric=METRIC,
+            mode=mode,
+            grace_period=warmup + 1,  # as local Optuna's median rule; Ray counts reports from 1
+            min_time_slice=sys.maxsize,
         )
     if pruner == "halving":
         return ASHAScheduler(time_attr="training_iteration", metric=METRIC, mode=mode, max_t=max_t, grace_period=1)

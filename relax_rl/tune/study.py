@@ -52,13 +52,22 @@ def open_storage(storage: str | None, out: Path) -> BaseStorage:
         raise UsageError(f"--storage {storage}: cannot open it: {first_line(err)}") from None
 
 
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
-    """``median``: MedianPruner; ``halving``: SuccessiveHalvingPruner; ``none``: never prune."""
+def make_pruner(name: str, spec: StudySpec) -> optuna.pruners.BasePruner:
+    """``median``: MedianPruner; ``halving``: SuccessiveHalvingPruner; ``none``: never prune.
+
+    The median rule waits for half of the first seed's evaluations (:func:`warmup_steps`): an early
+    evaluation of a few episodes says little, and pruning on it makes most trials one-evaluation lotteries.
+    """
     if name == "median":
-        return optuna.pruners.MedianPruner()
+        return optuna.pruners.MedianPruner(n_warmup_steps=warmup_steps(spec))
     if name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner()
     return optuna.pruners.NopPruner()
+
+
+def warmup_steps(spec: StudySpec) -> int:
+    """Intermediate steps before the median rule may prune: half the evaluations of one run."""
+    return max(spec.total_timesteps // spec.eval_freq, 1) // 2
 
 
 def space_signature(space: Mapping[str, BaseDistribution]) -> dict[str, str]:
@@ -78,7 +87,7 @@ def open_study(
         storage=storage,
         study_name=name,
         direction=spec.direction,
-        pruner=make_pruner(pruner),
+        pruner=make_pruner(pruner, spec),
         load_if_exists=True,
     )
     saved = study.user_attrs.get(SPEC_ATTR)
