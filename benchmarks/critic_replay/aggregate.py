@@ -90,14 +90,15 @@ def main() -> None:
     lines += ["## Each variant at its best learning rate, every seed", ""]
     lines += [
         "| variant | lr | seeds | solved | median to threshold [95% CI] | per seed | median timesteps | SPS "
-        "| ratio to a2c at its defaults | ratio to tuned a2c | ratio to a2c_replay |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| median final mean return | ratio to a2c at its defaults | ratio to tuned a2c | ratio to a2c_replay |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     medians = {}
     summary = {}
     for v in variants:
         rs = sorted(cells[(v, best[v])], key=lambda r: r["seed"])
         episodes = [r["episodes"] for r in rs]
+        finals = [r["final_mean_return"] for r in rs if r["final_mean_return"] is not None]
         medians[v] = median_ci(episodes)
         summary[v] = {
             "lr": best[v],
@@ -108,13 +109,16 @@ def main() -> None:
             "median_timesteps": float(np.median([r["timesteps"] for r in rs])),
             "median_wall_s": float(np.median([r["wall_s"] for r in rs])),
             "sps": float(np.median([r["sps"] for r in rs])),
+            "median_final_mean_return": float(np.median(finals)) if finals else None,
         }
-    default = [r["episodes"] for r in cells.get(("a2c", SB3_DEFAULT_LR), [])]
+    default_runs = cells.get(("a2c", SB3_DEFAULT_LR), [])
+    default = [r["episodes"] for r in default_runs]
     medians["a2c at its defaults"] = median_ci(default) if default else None
     summary["a2c at its defaults"] = {
         "lr": SB3_DEFAULT_LR,
         "episodes": default,
         "median_episodes": medians["a2c at its defaults"],
+        "solved": [r["solved"] for r in default_runs],
     }
     for v in variants:
         s = summary[v]
@@ -127,17 +131,21 @@ def main() -> None:
                 continue
             ratio = ratio_ci(s["episodes"], summary[base]["episodes"])
             s.setdefault("ratios", {})[base] = list(ratio)
-            ratios.append(f"{ratio[0]:.2f} [{ratio[1]:.2f}, {ratio[2]:.2f}]")
+            censored = not all(s["solved"]) or not all(summary[base]["solved"])
+            ratios.append(f"{ratio[0]:.2f} [{ratio[1]:.2f}, {ratio[2]:.2f}]{'†' if censored else ''}")
+        final = "–" if s["median_final_mean_return"] is None else f"{s['median_final_mean_return']:.3g}"
         per_seed = ", ".join(f"{e}{'' if ok else '*'}" for e, ok in zip(s["episodes"], s["solved"], strict=True))
         lines.append(
             f"| {v} | {s['lr']:g} | {len(s['seeds'])} | {sum(s['solved'])}/{len(s['seeds'])} "
             f"| {point:.0f} [{low:.0f}, {high:.0f}] | {per_seed} | {s['median_timesteps']:.0f} | {s['sps']:.0f} "
-            f"| {ratios[0]} | {ratios[1]} | {ratios[2]} |"
+            f"| {final} | {ratios[0]} | {ratios[1]} | {ratios[2]} |"
         )
     lines += [
         "",
         "`*`: unsolved within the budget (counted at its episode count: censored). Ratios: of medians, with",
-        "95% percentile-bootstrap intervals resampling each side's seeds.",
+        "95% percentile-bootstrap intervals resampling each side's seeds. `†`: a side has censored runs, so the",
+        "ratio is at most a bound (upper when only the denominator is censored, lower when only the numerator",
+        "is), and no comparison at all when both are (the episode count at the budget measures episode length).",
         "",
     ]
     out = HERE / args.env.replace("/", "_")

@@ -62,11 +62,17 @@ SOLVE_WINDOW = 100
 class StopWhenSolved(BaseCallback):
     """Stops training when the mean of the last 100 training episodes reaches ``threshold``."""
 
-    def __init__(self, threshold: float):
+    def __init__(self, threshold: float, progress: int = 0, label: str = ""):
         super().__init__()
         self.threshold, self.returns, self.solved_at = threshold, [], None
+        self.progress, self.label, self.next_report = progress, label, progress  # a line every `progress` steps
 
     def _on_step(self) -> bool:
+        if self.progress and self.num_timesteps >= self.next_report:
+            self.next_report += self.progress
+            recent = self.returns[-SOLVE_WINDOW:]
+            mean = f"{np.mean(recent):.3f}" if recent else "-"
+            print(f"  {self.label}: {self.num_timesteps} steps, {len(self.returns)} episodes, mean {mean}", flush=True)
         for info in self.locals["infos"]:
             if "episode" in info:
                 self.returns.append(float(info["episode"]["r"]))
@@ -77,7 +83,9 @@ class StopWhenSolved(BaseCallback):
         return True
 
 
-def run_one(env_id: str, variant: str, lr: float, seed: int, budget: int, normalize: bool = False) -> dict[str, Any]:
+def run_one(
+    env_id: str, variant: str, lr: float, seed: int, budget: int, normalize: bool = False, progress: int = 0
+) -> dict[str, Any]:
     torch.set_num_threads(1)
     threshold = get_spec(env_id).reward_threshold
     env = make_vec_env(env_id, 8, seed, backend="gymnasium")
@@ -89,7 +97,7 @@ def run_one(env_id: str, variant: str, lr: float, seed: int, budget: int, normal
         if variant == "a2c"
         else RelaxA2C("MlpPolicy", env, **VARIANTS[variant], **kwargs)
     )
-    stopper = StopWhenSolved(threshold)
+    stopper = StopWhenSolved(threshold, progress, f"{variant} lr={lr:g} s{seed}")
     start = time.perf_counter()
     model.learn(budget, callback=stopper)
     wall = time.perf_counter() - start
@@ -119,6 +127,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=300_000, help="timesteps before a run counts as unsolved")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--normalize", action="store_true", help="VecNormalize observations and rewards")
+    parser.add_argument("--progress", type=int, default=0, help="print a progress line every this many steps")
     parser.add_argument("--out", type=Path, default=HERE / "results.jsonl")
     args = parser.parse_args()
     done = set()
@@ -135,7 +144,7 @@ def main() -> None:
     ]
     print(f"{len(jobs)} runs to go ({len(done)} already in {args.out})", flush=True)
     with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:
-        futures = {pool.submit(run_one, *job, args.normalize): job for job in jobs}
+        futures = {pool.submit(run_one, *job, args.normalize, args.progress): job for job in jobs}
         for i, future in enumerate(concurrent.futures.as_completed(futures), 1):
             result = future.result()
             with args.out.open("a") as f:
