@@ -179,18 +179,22 @@ def group_runs(run_dirs: Sequence[str | Path]) -> dict[str, list[Path]]:
     """Group run directories by the ``algo`` of their ``config.yml`` (else the parent folder's name)."""
     groups: dict[str, list[Path]] = {}
     for run_dir in map(Path, run_dirs):
-        config = run_dir / "config.yml"
-        algo = (yaml.safe_load(config.read_text()) or {}).get("algo") if config.is_file() else None
+        algo = _config_value(run_dir, "algo")
         groups.setdefault(algo or run_dir.resolve().parent.name, []).append(run_dir)
     return groups
+
+
+def _config_value(run_dir: Path, key: str) -> object:
+    """``key`` of the run's ``config.yml``, or None without one."""
+    config = run_dir / "config.yml"
+    return (yaml.safe_load(config.read_text()) or {}).get(key) if config.is_file() else None
 
 
 def run_envs(run_dirs: Sequence[str | Path]) -> list[str]:
     """The env ids in the runs' ``config.yml``, in first-seen order."""
     envs: dict[str, None] = {}
     for run_dir in map(Path, run_dirs):
-        config = run_dir / "config.yml"
-        env = (yaml.safe_load(config.read_text()) or {}).get("env") if config.is_file() else None
+        env = _config_value(run_dir, "env")
         if env:
             envs[env] = None
     return list(envs)

@@ -56,6 +56,12 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     return f"did you mean: {', '.join(matches)}?" if matches else f"choose from: {', '.join(sorted(choices))}"
 
 
+def rollout_steps(algo_cls: type, algo_kwargs: Mapping[str, Any]) -> int:
+    """Steps per env in one rollout: the configured ``n_steps``, else the constructor's default (A2C's 5)."""
+    default = constructor_parameters(algo_cls).get("n_steps")
+    return int(algo_kwargs.get("n_steps", 1 if default is None else default.default))
+
+
 def check_values(
     algo_cls: type, algo_kwargs: Mapping[str, Any], policy: str, n_envs: int, total_timesteps: int
 ) -> None:
@@ -70,8 +76,8 @@ def check_values(
             _check_type(key, value, parameters[key].default)
         if key in RANGES and value is not None:
             _check_range(key, value, *RANGES[key])
-    n_steps = algo_kwargs.get("n_steps", parameters["n_steps"].default if "n_steps" in parameters else 1)
-    rollout = n_envs * int(n_steps)
+    n_steps = rollout_steps(algo_cls, algo_kwargs)
+    rollout = n_envs * n_steps
     if total_timesteps < rollout:
         raise ConfigError(
             f"n_timesteps {total_timesteps} is less than one rollout (n_envs {n_envs} x n_steps "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
@@ -12,6 +11,7 @@ from typing import NoReturn
 from relax_rl.config import ConfigError
 from relax_rl.envs import UnknownEnvError
 from relax_rl.errors import UsageError
+from relax_rl.run.output import fds_redirected
 
 EXIT_BAD_INPUT = 2
 EXIT_IO_ERROR = 74  # sysexits.h EX_IOERR: the run directory could not be written (e.g. a full disk)
@@ -54,13 +54,5 @@ def check_minimums(args: argparse.Namespace, minimums: dict[str, int]) -> None:
 @contextlib.contextmanager
 def stdout_to_stderr() -> Iterator[None]:
     """Send everything written to stdout, by Python or by native code (ALE's banner), to stderr."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+    with fds_redirected(2, [1]), contextlib.redirect_stdout(sys.stderr):
+        yield

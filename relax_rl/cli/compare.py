@@ -123,9 +123,10 @@ def _per_algo_overrides(items: Sequence[str], algos: Sequence[str]) -> dict[str,
             scoped[algo].append(item.split(":", 1)[1])
         else:
             raise UsageError(f"--hyperparams {item!r}: {algo!r} is not one of the compared --algos")
-    overrides = {algo: parse_overrides([*shared, *own]) for algo, own in scoped.items()}
+    shared_values = parse_overrides(shared)
+    overrides = {algo: {**shared_values, **parse_overrides(own)} for algo, own in scoped.items()}
     accepted = {algo: accepted_keys(load_algo_class(algo)) for algo in algos}
-    for key in parse_overrides(shared):
+    for key in shared_values:
         takers = [algo for algo in algos if key in accepted[algo]]
         if takers and len(takers) < len(algos):
             others = ", ".join(algo for algo in algos if algo not in takers)

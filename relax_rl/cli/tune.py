@@ -24,7 +24,7 @@ from relax_rl.tune.outputs import write_outputs
 from relax_rl.tune.space import SearchSpace, default_space_file, largest, load_space
 from relax_rl.tune.study import PRUNERS, open_storage, open_study, optimize
 from relax_rl.tune.trial import OBJECTIVES, StudySpec
-from relax_rl.validation import constructor_parameters
+from relax_rl.validation import rollout_steps
 
 EVALUATIONS_PER_RUN = 20  # the default --eval-freq: this many evaluations per run, whatever the budget
 
@@ -70,9 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _n_steps(config: RunConfig) -> int:
-    """The rollout length of ``config``: its n_steps, else the constructor's default (A2C's 5)."""
-    default = constructor_parameters(load_algo_class(config.algo)).get("n_steps")
-    return int(config.algo_kwargs.get("n_steps", 1 if default is None else default.default))
+    return rollout_steps(load_algo_class(config.algo), config.algo_kwargs)
 
 
 def _check_budget(config: RunConfig, space: SearchSpace) -> None:

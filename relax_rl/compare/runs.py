@@ -5,14 +5,11 @@ resumes (or restarts) the ones that did not."""
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import multiprocessing
-import os
 import shutil
-import sys
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +31,7 @@ from relax_rl.run import (
     torch_threads,
     train,
 )
+from relax_rl.run.output import fds_redirected
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +105,7 @@ def run_job(job: Job, threads: int = 1) -> dict[str, Any]:
         result = finished_result(job.run_dir)
     else:
         job.log.parent.mkdir(parents=True, exist_ok=True)
-        with _output_to(job.log), torch_threads(threads):
+        with job.log.open("a") as log, fds_redirected(log.fileno(), [1, 2]), torch_threads(threads):
             try:
                 result = _train_or_continue(job)
             except TrainingStopped as stop:
@@ -126,26 +124,6 @@ def _train_or_continue(job: Job) -> RunResult:
     # Killed before its first checkpoint: nothing in it can be continued.
     shutil.rmtree(job.run_dir, ignore_errors=True)
     return train(job.config, job.run_dir)
-
-
-@contextlib.contextmanager
-def _output_to(log: Path) -> Iterator[None]:
-    """Send this process's stdout and stderr (native code's too) to ``log``."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with log.open("a") as file:
-        os.dup2(file.fileno(), 1)
-        os.dup2(file.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
 
 
 def run_all(
