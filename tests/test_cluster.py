@@ -93,8 +93,10 @@ TWO_NODES = textwrap.dedent(
 
 def test_a_study_on_two_nodes_completes_after_losing_one(tmp_path):
     out = tmp_path / "study"
-    # Runs long enough (seconds) for the worker's first trial to start while the head's is still going.
-    args = ["--algo", "a2c", "--hyperparams", "n_envs=2", "--total-timesteps", "3000", "--eval-freq", "1000"]
+    # Runs long enough (several seconds even on an idle machine) for the worker's first trial to start while
+    # the head's is still going: at 3000 timesteps a fast machine finished each before the next began, and
+    # the worker was never removed.
+    args = ["--algo", "a2c", "--hyperparams", "n_envs=2", "--total-timesteps", "15000", "--eval-freq", "5000"]
     args += ["--seeds", "1", "--trials", "4", "--pruner", "none"]
     result = subprocess.run(
         [sys.executable, "-c", TWO_NODES, str(out), *args], capture_output=True, text=True, cwd=REPO, timeout=400
