@@ -157,9 +157,10 @@ class SolveTracker(BaseCallback):
     """Record every finished episode and when the mean return of the last ``window`` episodes first
     reaches each threshold.
 
-    Episodes come from ``infos[i]["episode"]`` (set by ``Monitor``/``VecMonitor``). "Solved at episode
-    k" means: k episodes had finished, k >= ``window``, and the last ``window`` returns averaged at least
-    the threshold. Its timestep is the number of env steps (over all envs) taken at that moment.
+    Episodes come from ``infos[i]["episode"]`` (set by ``Monitor``/``VecMonitor``), or from a device
+    rollout's ``rollout_episodes`` at its end (:class:`~relax_rl.agents.tensor_rollout.TensorRolloutMixin`).
+    "Solved at episode k" means: k episodes had finished, k >= ``window``, and the last ``window`` returns
+    averaged at least the threshold. Its timestep is the number of env steps (over all envs) taken at that moment.
     """
 
     def __init__(
@@ -182,6 +183,11 @@ class SolveTracker(BaseCallback):
             if "episode" in info:
                 self.record(float(info["episode"]["r"]), self.num_timesteps)
         return True
+
+    def _on_rollout_end(self) -> None:
+        # A rollout on the device (TensorRolloutMixin) hands over its episodes here, with their timesteps.
+        for timestep, episode in self.locals.get("rollout_episodes", ()):
+            self.record(float(episode["r"]), timestep)
 
     def record(self, episode_return: float, timestep: int) -> None:
         """Add one finished episode (also usable without a model, e.g. on a monitor file)."""

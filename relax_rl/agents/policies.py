@@ -192,20 +192,20 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         # Acting and the update share one parameterisation (and the log σ head, when there is one).
         return self.distribution_from_params(self.distribution_params(latent_pi))
 
-    def distribution_params_values_features(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
-        """Per-step distribution parameters, state values, entropies and the features the control variate reads."""
+    def distribution_params_values_features(
+        self, obs: th.Tensor, with_values: bool = True
+    ) -> tuple[th.Tensor, th.Tensor | None, th.Tensor, th.Tensor]:
+        """Per-step distribution parameters, state values (None without ``with_values``: the critic's
+        pass is skipped), entropies and the features the control variate reads."""
         features = self.extract_features(obs)
         if self.share_features_extractor:
-            latent_pi, latent_vf = self.mlp_extractor(features)
-            cv_features = features
+            pi_features = vf_features = features
         else:
             pi_features, vf_features = features
-            latent_pi = self.mlp_extractor.forward_actor(pi_features)
-            latent_vf = self.mlp_extractor.forward_critic(vf_features)
-            cv_features = pi_features
-        params = self.distribution_params(latent_pi)
+        params = self.distribution_params(self.mlp_extractor.forward_actor(pi_features))
         entropy = self.distribution_from_params(params).entropy()
-        return params, self.value_net(latent_vf).flatten(), entropy, cv_features
+        values = self.value_net(self.mlp_extractor.forward_critic(vf_features)).flatten() if with_values else None
+        return params, values, entropy, pi_features
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
 import torch as th
 import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3 import A2C
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import FloatSchedule, explained_variance, update_learning_rate
+from stable_baselines3.common.utils import FloatSchedule, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
-from relax_rl.agents.buffers import whole_rollout
+from relax_rl.agents.buffers import TensorRolloutBuffer, whole_rollout
 from relax_rl.agents.policies import (
     RelaxActorCriticCnnPolicy,
     RelaxActorCriticPolicy,
@@ -34,7 +36,8 @@ CV_OBJECTIVES = ("logits", "params", "regression", "regression+logits", "regress
 
 
 def _all_finite(tensors: list[th.Tensor]) -> bool:
-    return all(bool(th.isfinite(t).all()) for t in tensors)
+    # One wait for the device per check, however many tensors it covers.
+    return bool(th.stack([th.isfinite(t).all() for t in tensors]).all())
 
 
 def _grads(parameters: list[th.nn.Parameter]) -> list[th.Tensor]:
@@ -159,8 +162,11 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         rollout, horizon = whole_rollout(self.rollout_buffer)
         # For a Box these are the sampled actions, stored before SB3 clips them for the env.
         actions = actions_for_relaxation(rollout.actions, self.action_space)
+        replayed = self.replay is not None  # then V trains on the replay, after θ: its values are not needed here
         # One row per step t: the logits, or [μ, log σ] for a Box.
-        params, values, entropy, features = self.policy.distribution_params_values_features(rollout.observations)
+        params, values, entropy, features = self.policy.distribution_params_values_features(
+            rollout.observations, with_values=not replayed
+        )
         advantages = self._normalised(rollout.advantages)  # Â_t = R̂_t − V(s_t): the V part of c = V + ĉ
         context = self.policy.cv_context(features, params, horizon)  # fixed before a_t was drawn
 
@@ -170,10 +176,9 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         # θ reaches the surrogate only through the distribution parameters, so pushing ĝ^ℓ back through
         # the network gives ∇θ of −mean_t surrogate_t, without differentiating ĉ a second time.
         policy_loss = -(g_params.detach() * params).sum() / len(params)
-        value_loss = F.mse_loss(rollout.returns, values)
+        value_loss = None if replayed else F.mse_loss(rollout.returns, values)
         entropy_loss = -entropy.mean()
         loss = policy_loss + self.ent_coef * entropy_loss
-        replayed = self.replay is not None
         if not replayed:  # A2C: V steps with θ, on this rollout, whose advantages it already made
             loss = loss + self.vf_coef * value_loss
         theta = self.policy.actor_parameters() if replayed else self.policy.actor_critic_parameters()
@@ -203,8 +208,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         self.logger.record("train/skipped_updates", self.skipped_updates)
 
         self._n_updates += 1
-        self._log_update(surrogate, g_params, params, entropy_loss, value_loss, cv_loss)
-        self._log_a2c_gradient_variance(params, actions, advantages)
+        self._log_update(surrogate, g_params, params, actions, advantages, entropy_loss, value_loss, cv_loss)
 
     def estimate(
         self, params: th.Tensor, actions: th.Tensor, advantages: th.Tensor, context: th.Tensor
@@ -279,9 +283,11 @@ class RelaxA2C(TensorRolloutMixin, A2C):
     def _replay_minibatch(self, step: int) -> CvBatch:
         """A fresh replay minibatch for φ, at the current θ and ``V``."""
         rows = self.replay.sample(self.replay_batch_size)
-        params, values, _, features = self.policy.distribution_params_values_features(rows.observations)
-        if not self.cv_objective.endswith("params"):  # only the params objective differentiates through θ
-            params = params.detach().requires_grad_()
+        through_theta = self.cv_objective.endswith("params")  # only the params objective differentiates θ
+        with th.set_grad_enabled(through_theta):
+            params, values, _, features = self.policy.distribution_params_values_features(rows.observations)
+        if not through_theta:
+            params = params.requires_grad_()
         actions = actions_for_relaxation(rows.actions, self.action_space)
         advantages = self._normalised(rows.returns - values.detach())  # what V leaves for ĉ to explain
         context = self.policy.cv_context(features, params, rows.horizon)
@@ -292,35 +298,53 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         surrogate: th.Tensor,
         g_params: th.Tensor,
         params: th.Tensor,
+        actions: th.Tensor,
+        advantages: th.Tensor,
         entropy_loss: th.Tensor,
-        value_loss: th.Tensor,
+        value_loss: th.Tensor | None,
         cv_loss: th.Tensor | None,
     ) -> None:
-        """SB3's A2C keys, plus the control variate's loss (and temperature) and the gradient variance.
+        """SB3's A2C keys, plus the control variate's loss (and temperature) and the gradient variance,
+        copied to the host together: the logs wait for the device once per update.
 
         ``policy_grad_var`` is the trace of the covariance of the per-step estimates ``ĝ_t^ℓ`` across
-        the rollout: a cheap proxy for the policy gradient's variance, computed every update.
+        the rollout: a cheap proxy for the policy gradient's variance, computed every update;
+        ``policy_grad_var_a2c`` is the same for A2C's estimate ``Â_t ∇ log π(a_t|s_t)`` on the same rollout.
         """
-        explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/explained_variance", explained_var)
-        self.logger.record("train/entropy_loss", entropy_loss.item())
-        self.logger.record("train/policy_loss", -surrogate.mean().item())
-        self.logger.record("train/value_loss", value_loss.item())
+        values, returns = (th.as_tensor(b, device=params.device).flatten() for b in self._buffer_values_returns())
+        g_a2c = advantages.detach().unsqueeze(-1) * self.policy.estimator.score(params.detach(), actions)
+        scalars = {
+            "entropy_loss": entropy_loss,
+            "policy_loss": -surrogate.mean(),
+            "policy_grad_var": g_params.detach().var(dim=0).sum(),
+            "policy_grad_var_a2c": g_a2c.var(dim=0).sum(),
+            "var_returns": returns.var(correction=0),  # for SB3's explained_variance, as numpy computes it
+            "var_residual": (returns - values).var(correction=0),
+        }
+        if value_loss is not None:  # None when the update was skipped before V trained on the replay
+            scalars["value_loss"] = value_loss
         c_hat = self.policy.control_variate
         if cv_loss is not None:  # φ was trained: not for A2C's estimator, nor in a skipped update
-            self.logger.record("train/cv_loss", cv_loss.item())
-            self.logger.record("train/cv_learning_rate", self.cv_optimizer.param_groups[0]["lr"])
+            scalars["cv_loss"] = cv_loss
             if c_hat.relaxation.has_temperature and c_hat.relaxed_input:
-                self.logger.record("train/temperature", c_hat.temperature().item())
+                scalars["temperature"] = c_hat.temperature()
         if isinstance(self.action_space, spaces.Box):
-            self.logger.record("train/std", split_mean_log_std(params)[1].detach().exp().mean().item())
-        self.logger.record("train/policy_grad_var", g_params.detach().var(dim=0).sum().item())
+            scalars["std"] = split_mean_log_std(params)[1].detach().exp().mean()
+        host = th.stack([v.detach().float().reshape(()) for v in scalars.values()]).tolist()
+        logged = dict(zip(scalars, host, strict=True))
+        var_returns, var_residual = logged.pop("var_returns"), logged.pop("var_residual")
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/explained_variance", math.nan if var_returns == 0 else 1 - var_residual / var_returns)
+        for key, value in logged.items():
+            self.logger.record(f"train/{key}", value)
+        if cv_loss is not None:
+            self.logger.record("train/cv_learning_rate", self.cv_optimizer.param_groups[0]["lr"])
 
-    def _log_a2c_gradient_variance(self, params: th.Tensor, actions: th.Tensor, advantages: th.Tensor) -> None:
-        """``policy_grad_var`` for A2C's estimate ``Â_t ∇ log π(a_t|s_t)`` on the same rollout, for comparison."""
-        g_a2c = advantages.detach().unsqueeze(-1) * self.policy.estimator.score(params.detach(), actions)
-        self.logger.record("train/policy_grad_var_a2c", g_a2c.var(dim=0).sum().item())
+    def _buffer_values_returns(self) -> tuple[th.Tensor | np.ndarray, th.Tensor | np.ndarray]:
+        buffer = self.rollout_buffer
+        if isinstance(buffer, TensorRolloutBuffer):
+            return buffer.value_tensor, buffer.return_tensor
+        return buffer.values, buffer.returns
 
     def learn(
         self: SelfRelaxA2C,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
@@ -13,13 +17,28 @@ from relax_rl.agents.buffers import TensorRolloutBuffer
 from relax_rl.envs.torch_envs import TorchVecEnv
 
 
+@contextmanager
+def unchecked_distributions() -> Iterator[None]:
+    """torch checks a distribution's arguments and samples with a Python branch on them, which waits for
+    the device: off while acting (the update still checks, and skips non-finite steps)."""
+    checked = th.distributions.Distribution._validate_args
+    th.distributions.Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        th.distributions.Distribution.set_default_validate_args(checked)
+
+
 class TensorRolloutMixin(OnPolicyAlgorithm):
     """Collects rollouts from a :class:`TorchVecEnv` without leaving the device; any other env goes to SB3.
 
-    This mirrors ``OnPolicyAlgorithm.collect_rollouts`` step for step (the same callbacks, counters,
-    ``ep_info_buffer`` and bootstrapping of truncated episodes with the value of their terminal
-    observation) into a :class:`TensorRolloutBuffer`, which the algorithm's ``train`` reads as it reads
-    SB3's buffer: there is one update step for both paths.
+    This mirrors ``OnPolicyAlgorithm.collect_rollouts`` (the same callbacks, counters, ``ep_info_buffer``
+    and bootstrapping of truncated episodes with the value of their terminal observation) into a
+    :class:`TensorRolloutBuffer`, which the algorithm's ``train`` reads as it reads SB3's buffer: there is
+    one update step for both paths. Inside the step loop nothing waits for the device: the finished
+    episodes reach ``ep_info_buffer``, the monitor file and the callbacks at the rollout's end, as
+    ``locals["rollout_episodes"]`` (``(timestep, episode)`` pairs) before ``on_rollout_end``, and each
+    step's ``locals["infos"]`` holds empty dicts.
     """
 
     def collect_rollouts(
@@ -32,36 +51,53 @@ class TensorRolloutMixin(OnPolicyAlgorithm):
         self.policy.set_training_mode(False)
         buffer.reset()
         callback.on_rollout_start()
+        infos: list[dict[str, Any]] = [{} for _ in range(env.num_envs)]  # read by callbacks; see above
+        step_timesteps: list[int] = []
+        timeouts: list[tuple[th.Tensor, th.Tensor]] = []  # each step's truncated envs and last observations
         new_obs = dones = None
         bounds = None
         if isinstance(self.action_space, spaces.Box):  # sampled actions are stored, clipped ones executed
             bounds = [th.as_tensor(b, device=self.device) for b in (self.action_space.low, self.action_space.high)]
         for _ in range(n_rollout_steps):
-            with th.no_grad():
+            with th.no_grad(), unchecked_distributions():
                 actions, values, log_probs = self.policy(self._last_obs.to(self.device))
             clipped_actions = actions if bounds is None else th.clamp(actions, *bounds)
-            new_obs, rewards, dones, infos = env.step(clipped_actions)
+            new_obs, rewards, dones = env.step_on_device(clipped_actions)
             self.num_timesteps += env.num_envs
+            step_timesteps.append(self.num_timesteps)
             callback.update_locals(locals())
             if not callback.on_step():
+                self.ep_info_buffer.extend(episode for step in env.pop_episodes() for episode in step)
                 return False
-            # What _update_info_buffer does (torch envs report no is_success), without scanning every info.
-            self.ep_info_buffer.extend(env.last_episodes)
-            truncated = env.truncated.nonzero().flatten()
-            if len(truncated):  # a timeout is no terminal state: bootstrap with V(terminal observation)
-                with th.no_grad():
-                    terminal_values = self.policy.predict_values(env.terminal_obs[truncated].to(self.device))
-                rewards = rewards.to(self.device, copy=True)
-                rewards[truncated] += self.gamma * terminal_values.flatten()
+            timeouts.append((env.truncated.clone(), env.terminal_obs.clone()))
             buffer.add(self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs)
             self._last_obs = new_obs
             self._last_episode_starts = dones
+        self._bootstrap_timeouts(buffer, timeouts)
         with th.no_grad():
             values = self.policy.predict_values(new_obs.to(self.device))
         buffer.compute_returns_and_advantage(last_values=values, dones=dones.to(self.device))
+        rollout_episodes = [
+            (timestep, episode)
+            for timestep, episodes in zip(step_timesteps, env.pop_episodes(), strict=True)
+            for episode in episodes
+        ]
+        # What _update_info_buffer does per step (torch envs report no is_success), once per rollout.
+        self.ep_info_buffer.extend(episode for _, episode in rollout_episodes)
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
+
+    def _bootstrap_timeouts(self, buffer: TensorRolloutBuffer, timeouts: list[tuple[th.Tensor, th.Tensor]]) -> None:
+        """A timeout is no terminal state: add γ V(terminal observation) to its reward, for the whole
+        rollout at once (V does not change during a rollout, so this is what a per-step bootstrap gives)."""
+        truncated = th.stack([mask for mask, _ in timeouts])
+        steps, envs = truncated.nonzero(as_tuple=True)  # the rollout's one wait for the device
+        if len(steps):
+            terminal_obs = th.stack([obs for _, obs in timeouts])[steps, envs]
+            with th.no_grad():
+                terminal_values = self.policy.predict_values(terminal_obs.to(self.device)).flatten()
+            buffer.rewards[steps, envs] += self.gamma * terminal_values
 
     def _tensor_rollout_buffer(self) -> TensorRolloutBuffer:
         """The algorithm's buffer, replaced by a tensor one of the same size the first time it is needed."""

@@ -25,9 +25,12 @@ class EpisodeLog:
         if filename is not None:
             self.writer = ResultsWriter(str(filename), header={"t_start": self.t_start, "env_id": env_id})
 
-    def finish(self, returns: Sequence[float], lengths: Sequence[int]) -> list[dict[str, Any]]:
-        """One ``{"r", "l", "t"}`` dict per finished episode (rounded as ``VecMonitor`` rounds them)."""
-        elapsed = round(time.time() - self.t_start, 6)
+    def finish(
+        self, returns: Sequence[float], lengths: Sequence[int], end_time: float | None = None
+    ) -> list[dict[str, Any]]:
+        """One ``{"r", "l", "t"}`` dict per finished episode (rounded as ``VecMonitor`` rounds them), which
+        ended at ``end_time`` (``time.time()``; now by default)."""
+        elapsed = round((time.time() if end_time is None else end_time) - self.t_start, 6)
         episodes = [{"r": round(float(r), 6), "l": int(n), "t": elapsed} for r, n in zip(returns, lengths, strict=True)]
         if self.writer is not None:
             for episode in episodes:
