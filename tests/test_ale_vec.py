@@ -17,7 +17,14 @@ def test_adapter_translates_gymnasium_autoreset_into_sb3s(tmp_path):
     first observation at once, the last one in ``terminal_observation``, a cut game marked as truncated,
     clipped training rewards and unclipped scores in the episode statistics."""
     n = 2
-    venv = make_vec_env("ALE/SpaceInvaders-v5", n, seed=5, monitor_dir=tmp_path, max_num_frames_per_episode=FRAMES)
+    venv = make_vec_env(
+        "ALE/SpaceInvaders-v5",
+        n,
+        seed=5,
+        monitor_dir=tmp_path,
+        max_num_frames_per_episode=FRAMES,
+        wrapper_kwargs={"terminal_on_life_loss": False},  # ale-py's own dones; life losses: the next test
+    )
     reference = AtariVectorEnv(
         "space_invaders", n, max_num_frames_per_episode=FRAMES, reward_clipping=False, repeat_action_probability=0.25
     )
@@ -48,6 +55,41 @@ def test_adapter_translates_gymnasium_autoreset_into_sb3s(tmp_path):
     venv.close()
 
 
+def _games(venv, n_games: int, seed: int = 0) -> list[tuple[int, float]]:
+    """Random play in env 0 until it has finished ``n_games`` whole games: for each, how many times the
+    learner saw ``done`` during it, and its score (``infos[0]["episode"]["r"]``)."""
+    rng = np.random.default_rng(seed)
+    venv.reset()
+    games, dones_in_game, clipped = [], 0, True
+    while len(games) < n_games:
+        _, rewards, dones, infos = venv.step(rng.integers(0, venv.action_space.n, venv.num_envs))
+        clipped &= bool(np.all(np.abs(rewards) <= 1))
+        dones_in_game += int(dones[0])
+        if "episode" in infos[0]:
+            assert dones[0]
+            games.append((dones_in_game, infos[0]["episode"]["r"]))
+            dones_in_game = 0
+    assert clipped
+    return games
+
+
+@pytest.mark.parametrize("backend", ["ale", "sb3_atari"])
+def test_both_atari_backends_end_the_learners_episode_at_each_life_and_report_whole_games(backend):
+    """rl-baselines3-zoo's settings on both backends: Breakout's 5 lives are 5 dones for the learner,
+    the episode statistics one whole game, with its unclipped score."""
+    venv = make_vec_env("ALE/Breakout-v5", 2, seed=0, backend=backend)
+    games = _games(venv, 2)
+    venv.close()
+    assert [dones for dones, _ in games] == [5, 5]
+    assert all(score >= 0 for _, score in games)
+
+
+def test_the_ale_backend_can_keep_whole_games_as_the_learners_episodes():
+    venv = make_vec_env("ALE/Breakout-v5", 2, seed=0, backend="ale", wrapper_kwargs={"terminal_on_life_loss": False})
+    assert [dones for dones, _ in _games(venv, 2)] == [1, 1]
+    venv.close()
+
+
 def test_observations_fit_the_cnn_policy():
     venv = make_vec_env("ALE/Pong-v5", 2, seed=0)
     assert venv.reset().shape == (2, 4, 84, 84) and venv.observation_space.dtype == np.uint8
@@ -61,7 +103,7 @@ def test_observations_fit_the_cnn_policy():
     ("kwargs", "message"),
     [
         ({"backend": "ale", "env_id": "CartPole-v1"}, "only serves Atari"),
-        ({"backend": "ale", "env_id": "ALE/Pong-v5", "wrapper_kwargs": {"terminal_on_life_loss": True}}, "sb3_atari"),
+        ({"backend": "ale", "env_id": "ALE/Pong-v5", "wrapper_kwargs": {"screen_size": 64}}, "sb3_atari"),
     ],
 )
 def test_bad_ale_input(kwargs, message):

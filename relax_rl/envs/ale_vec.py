@@ -9,7 +9,11 @@ This adapter adds what SB3 expects on top:
   puts in ``info["final_obs"]``, goes to ``infos[i]["terminal_observation"]``; a game cut at the frame
   limit (ale-py's truncation, not a termination) sets ``infos[i]["TimeLimit.truncated"]``;
 * rewards are clipped to [-1, 1] for training here, not in ale-py, so that ``infos[i]["episode"]``
-  and the monitor file report the real, unclipped score of each full game (no life-loss episodes).
+  and the monitor file report the real, unclipped score of each full game;
+* a life lost ends the episode the learner sees (``done``, with no bootstrap), while the game goes on,
+  as SB3's ``AtariWrapper`` (``terminal_on_life_loss=True``) and rl-baselines3-zoo's Atari settings do;
+  the episode statistics still count whole games. Unlike ``AtariWrapper``, no no-op step and no FIRE
+  follow a lost life (ale-py presses FIRE at a game's start only): the agent presses FIRE itself.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class AleVecEnv(NativeVecEnv):
 
     :param game: ale-py's ROM name (``spec.kwargs["game"]``)
     :param clip_reward: clip training rewards to [-1, 1]; episode statistics are never clipped
+    :param terminal_on_life_loss: a life lost is a terminal state for the learner (``AtariWrapper``'s option)
     :param num_threads: ale-py's worker threads (0: one per core)
     """
 
@@ -48,6 +53,7 @@ class AleVecEnv(NativeVecEnv):
         seed: int = 0,
         frame_stack: int = 4,
         clip_reward: bool = True,
+        terminal_on_life_loss: bool = True,
         repeat_action_probability: float = 0.25,
         full_action_space: bool = False,
         max_num_frames_per_episode: int = 108_000,
@@ -71,6 +77,8 @@ class AleVecEnv(NativeVecEnv):
             spaces.Discrete(int(self.ale_env.single_action_space.n)),
         )
         self.clip_reward = clip_reward
+        self.terminal_on_life_loss = terminal_on_life_loss
+        self.lives = np.zeros(num_envs, dtype=np.int64)
         self.next_seed: int | None = seed
         self.episode_returns = np.zeros(num_envs, dtype=np.float64)
         self.episode_lengths = np.zeros(num_envs, dtype=np.int64)
@@ -96,7 +104,8 @@ class AleVecEnv(NativeVecEnv):
         return [None if seed is None else seed + i for i in range(self.num_envs)]
 
     def reset(self) -> np.ndarray:
-        obs, _ = self.ale_env.reset(seed=self.next_seed)
+        obs, info = self.ale_env.reset(seed=self.next_seed)
+        self.lives = np.asarray(info["lives"], dtype=np.int64)
         self.next_seed = None  # later resets continue the games' random streams
         self.episode_returns[:] = 0
         self.episode_lengths[:] = 0
@@ -111,9 +120,17 @@ class AleVecEnv(NativeVecEnv):
         rewards = rewards.astype(np.float32)
         self.episode_returns += rewards
         self.episode_lengths += 1
-        dones = terminated | truncated
+        game_over = terminated | truncated
+        lives = np.asarray(info["lives"], dtype=np.int64)  # after a game over: the next game's
+        life_lost = (lives < self.lives) & ~game_over
+        self.lives = lives
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        done_ids = np.flatnonzero(dones)
+        dones = game_over
+        if self.terminal_on_life_loss:
+            dones = game_over | life_lost
+            for i in np.flatnonzero(life_lost):  # the game goes on: its observation is the terminal one
+                infos[i] = {"terminal_observation": obs[i], "TimeLimit.truncated": False}
+        done_ids = np.flatnonzero(game_over)
         if len(done_ids):
             episodes = self.episodes.finish(self.episode_returns[done_ids], self.episode_lengths[done_ids])
             for i, episode in zip(done_ids, episodes, strict=True):
@@ -139,6 +156,6 @@ class AleVecEnv(NativeVecEnv):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.ale_env = self._make()
-        self.ale_env.reset(seed=None)
+        self.lives = np.asarray(self.ale_env.reset(seed=None)[1]["lives"], dtype=np.int64)
         self.episode_returns[:] = 0
         self.episode_lengths[:] = 0

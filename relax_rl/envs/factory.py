@@ -97,7 +97,9 @@ def make_vec_env(
     :param device: where a torch env keeps its tensors (``"cpu"``, ``"cuda"``, ``"auto"``); other
         backends step in numpy whatever the device.
     :param wrapper_kwargs: keyword arguments of SB3's ``AtariWrapper`` (sb3_atari backend), or
-        ``clip_reward`` (ale backend).
+        ``clip_reward`` and ``terminal_on_life_loss`` (ale backend). Both backends default to
+        ``AtariWrapper``'s, as rl-baselines3-zoo trains Atari: clipped rewards and a terminal state at
+        each life lost for the learner, whole unclipped games in the episode statistics.
     :param frame_stack: stack this many observations; ``None`` means 4 for Atari, none otherwise.
     :param backend: ``"auto"``: ``ale`` for Atari ids (``sb3_atari`` when recording video), ``torch`` for
         ids in ``TORCH_ENVS`` with at least ``TORCH_AUTO_MIN_ENVS`` envs, else ``gymnasium``; or one of
@@ -194,6 +196,8 @@ def _make_torch(
 
 
 ALE_OPTIONS = ("repeat_action_probability", "full_action_space", "max_num_frames_per_episode")
+#: the AtariWrapper options that the ale backend implements, with AtariWrapper's defaults
+ALE_WRAPPER_OPTIONS = ("clip_reward", "terminal_on_life_loss")
 
 
 def _make_ale(
@@ -208,7 +212,7 @@ def _make_ale(
 ) -> VecEnv:
     if video_dir is not None:
         raise ValueError("the ale backend records no video; use backend 'sb3_atari' for that")
-    unknown = sorted(set(env_kwargs) - set(ALE_OPTIONS)) + sorted(set(wrapper_kwargs or {}) - {"clip_reward"})
+    unknown = sorted(set(env_kwargs) - set(ALE_OPTIONS)) + sorted(set(wrapper_kwargs or {}) - set(ALE_WRAPPER_OPTIONS))
     if unknown:
         raise ValueError(f"the ale backend does not take {', '.join(unknown)}; use backend 'sb3_atari' for that")
     spec_kwargs = get_spec(env_id).kwargs
