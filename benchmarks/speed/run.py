@@ -33,16 +33,16 @@ CARTPOLE_N_ENVS = (64, 256, 1024, 4096)
 # ------------------------------------------------------------------------------------------ workers
 
 
-def _model(algo: str, env: Any, policy: str = "MlpPolicy", seed: int = 0, **kwargs: Any) -> Any:
+def _model(algo: str, env: Any, policy: str = "MlpPolicy", seed: int = 0, device: str = "cpu", **kwargs: Any) -> Any:
     from stable_baselines3 import A2C
 
     from relax_rl.agents import RelaxA2C
 
     cls = {"a2c": A2C, "relax_a2c": RelaxA2C}[algo]
-    return cls(policy, env, seed=seed, device="cpu", **kwargs)
+    return cls(policy, env, seed=seed, device=device, **kwargs)
 
 
-def _env(env_id: str, backend: str, n_envs: int, seed: int = 0) -> Any:
+def _env(env_id: str, backend: str, n_envs: int, seed: int = 0, device: str = "cpu") -> Any:
     if backend == "sb3_dummy_atari":  # SB3's own recipe, as its docs give it
         from stable_baselines3.common.env_util import make_atari_env
         from stable_baselines3.common.vec_env import VecFrameStack
@@ -53,7 +53,7 @@ def _env(env_id: str, backend: str, n_envs: int, seed: int = 0) -> Any:
         return VecFrameStack(make_atari_env(env_id, n_envs=n_envs, seed=seed, env_kwargs={"frameskip": 1}), 4)
     from relax_rl.envs import make_vec_env
 
-    return make_vec_env(env_id, n_envs, seed=seed, backend=backend)
+    return make_vec_env(env_id, n_envs, seed=seed, backend=backend, device=device)
 
 
 def _timed_learn(model: Any, seconds: float, warmup_rollouts: int = 2) -> dict[str, float]:
@@ -130,12 +130,13 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(config.get("threads", 1))
-    seed = config.get("seed", 0)
-    env = _env(config["env"], config["backend"], config["n_envs"], seed)
+    seed, device = config.get("seed", 0), config.get("device", "cpu")
+    env = _env(config["env"], config["backend"], config["n_envs"], seed, device)
     if config["task"] == "env_only":
         result = _env_only_sps(env, config["seconds"])
     else:
-        model = _model(config["algo"], env, config.get("policy", "MlpPolicy"), seed, **config.get("kwargs", {}))
+        policy = config.get("policy", "MlpPolicy")
+        model = _model(config["algo"], env, policy, seed, device, **config.get("kwargs", {}))
         sps = config["task"] == "sps"
         result = _timed_learn(model, config["seconds"]) if sps else _solve(model, config["cap_s"])
     env.close()
@@ -143,6 +144,7 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_one(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` measured by :func:`worker` in a fresh interpreter; its result, also printed as JSON."""
     out = subprocess.run(
         [sys.executable, __file__, "--worker", json.dumps(config)], capture_output=True, text=True, check=True
     )
