@@ -179,3 +179,42 @@ def test_cli_cuda_without_a_gpu_is_one_line(tmp_path, capsys):
     assert train_main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "no CUDA GPU" in err
+
+
+def test_episodes_wait_on_the_device_until_popped_and_match_the_steps_infos(tmp_path):
+    """step_on_device keeps finished episodes on the device; pop_episodes gives them per step, in env
+    order, as step's infos would have (same returns, lengths and order), and writes the monitor rows then."""
+    synced, deferred = (CartPoleTorchEnv(32, seed=4, max_episode_steps=9) for _ in range(2))
+    deferred.episodes = type(deferred.episodes)(tmp_path / "monitor.csv", "CartPole-v1")
+    for env in (synced, deferred):
+        env.reset()
+    expected, steps = [], 40
+    for _ in range(steps):
+        actions = th.randint(0, 2, (32,), generator=th.Generator().manual_seed(len(expected)))
+        _, _, dones, infos = synced.step(actions)
+        _, _, deferred_dones = deferred.step_on_device(actions)
+        assert th.equal(dones, deferred_dones)
+        expected.append([(info["episode"]["r"], info["episode"]["l"]) for info in infos if "episode" in info])
+    assert load_results_rows(tmp_path) == 0  # nothing reached the host yet
+    popped = deferred.pop_episodes()
+    assert [[(e["r"], e["l"]) for e in step] for step in popped] == expected
+    assert sum(map(len, expected)) > 32 and deferred.pop_episodes() == []
+    deferred.close()
+    assert load_results_rows(tmp_path) == sum(map(len, expected))
+
+
+def test_a_caller_that_never_pops_keeps_a_bounded_device_log(monkeypatch):
+    from relax_rl.envs.torch_envs import base
+
+    monkeypatch.setattr(base, "MAX_PENDING_STEPS", 8)
+    env = CartPoleTorchEnv(4, seed=0, max_episode_steps=3)
+    env.reset()
+    for _ in range(30):
+        env.step_on_device(th.zeros(4, dtype=th.long))
+        assert len(env._ended) < 8
+    assert len(env.pop_episodes()) == 30  # every step's episodes, none lost
+
+
+def load_results_rows(directory) -> int:
+    path = directory / "monitor.csv"
+    return len(path.read_text().splitlines()) - 2 if path.exists() else 0

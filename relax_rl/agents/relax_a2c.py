@@ -172,7 +172,9 @@ class RelaxA2C(TensorRolloutMixin, A2C):
 
         # ĝ_t = [Â_t − ĉ(s_t, z̃_t)] ∇θ log π(a_t|s_t) + ∇θ ĉ(s_t, z_t) − ∇θ ĉ(s_t, z̃_t), or the all-action
         # form [Â_t − q̂(s_t, a_t)] ∇θ log π(a_t|s_t) + ∇θ Σ_a π(a|s_t) q̂(s_t, a), or A2C's Â_t ∇θ log π(a_t|s_t).
-        surrogate, g_params = self.estimate(params, actions, advantages, context)
+        # φ's objective reads this ĝ^ℓ only when φ trains on this rollout (no replay).
+        fits_phi_here = self.policy.estimator.uses_control_variate and not replayed
+        surrogate, g_params = self.estimate(params, actions, advantages, context, differentiable=fits_phi_here)
         # θ reaches the surrogate only through the distribution parameters, so pushing ĝ^ℓ back through
         # the network gives ∇θ of −mean_t surrogate_t, without differentiating ĉ a second time.
         policy_loss = -(g_params.detach() * params).sum() / len(params)
@@ -188,7 +190,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         healthy = _all_finite([loss, *_grads(theta)])
 
         cv_loss = None
-        if healthy and self.policy.estimator.uses_control_variate and not replayed:
+        if healthy and fits_phi_here:
             # φ on this rollout, before θ steps: ĝ's graph is still the one θ's gradient came from. After
             # the first step, ĝ at the updated φ (with fresh z, z̃ if discrete).
             rows = params, actions, advantages, context
@@ -211,12 +213,18 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         self._log_update(surrogate, g_params, params, actions, advantages, entropy_loss, value_loss, cv_loss)
 
     def estimate(
-        self, params: th.Tensor, actions: th.Tensor, advantages: th.Tensor, context: th.Tensor
+        self,
+        params: th.Tensor,
+        actions: th.Tensor,
+        advantages: th.Tensor,
+        context: th.Tensor,
+        differentiable: bool = True,
     ) -> tuple[th.Tensor, th.Tensor]:
         """The per-step surrogate of the model's estimator and ``ĝ_t^ℓ``, its gradient for step t's
-        distribution parameters, differentiable in φ."""
+        distribution parameters, differentiable in φ unless ``differentiable`` is False (no φ objective
+        reads it: the double-backward graph would be built for nothing)."""
         surrogate = self.policy.estimator.surrogate(params, actions, advantages, self.policy.control_variate, context)
-        return surrogate, th.autograd.grad(surrogate.sum(), params, create_graph=True)[0]
+        return surrogate, th.autograd.grad(surrogate.sum(), params, create_graph=differentiable)[0]
 
     def _normalised(self, advantages: th.Tensor) -> th.Tensor:
         if not self.normalize_advantage:
