@@ -86,7 +86,9 @@ def connect(address: str) -> Connection:
         return Connection(owned=False)
     try:
         if address == "local":
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+            # "local" starts a new instance: a bare init() would try the last cluster started on this
+            # machine, and a crashed one leaves its address behind.
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as err:

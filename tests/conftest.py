@@ -22,6 +22,6 @@ def ray_session():
     """
     ray = pytest.importorskip("ray", reason='Ray is not installed (pip install -e ".[ray]")')
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

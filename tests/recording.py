@@ -14,8 +14,8 @@ def record_theta_estimates(model: RelaxA2C) -> list[torch.Tensor]:
     estimate, train = model.estimate, model.train
     state = {"first": False}
 
-    def recording(*args):
-        surrogate, g_logits = estimate(*args)
+    def recording(*args, **kwargs):
+        surrogate, g_logits = estimate(*args, **kwargs)
         if state["first"]:
             estimates.append(g_logits.detach().clone())
             state["first"] = False

@@ -43,13 +43,13 @@ def test_theta_gradient_is_taken_before_v_and_phi_train_on_the_rollout(replay: i
     checks = {"updates": 0, "phi_moved": 0, "v_moved": 0}
     state: dict = {}
 
-    def checking_estimate(params, actions, advantages, context):
+    def checking_estimate(params, actions, advantages, context, **kwargs):
         if state.pop("first", False):
             assert same(state["phi"], snapshot(policy.control_variate)), "φ trained before θ's gradient"
             assert same(state["v"], snapshot(value_modules)), "V trained before θ's gradient"
             rollout, _ = whole_rollout(model.rollout_buffer)
             assert torch.equal(advantages, rollout.advantages), "advantages not from collection time"
-        return estimate(params, actions, advantages, context)
+        return estimate(params, actions, advantages, context, **kwargs)
 
     def checking_train():
         state.update(first=True, phi=snapshot(policy.control_variate), v=snapshot(value_modules))
