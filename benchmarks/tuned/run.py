@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--tune-timesteps", type=int, default=50_000)
     parser.add_argument("--fresh-seeds", type=int, default=10)
-    parser.add_argument("--fresh-timesteps", type=int, default=200_000)
+    parser.add_argument("--fresh-timesteps", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--tune-only", action="store_true", help="run the studies, not the fresh seeds")
     parser.add_argument("--ray-overhead", action="store_true", help="only measure Ray's overhead")
