@@ -6,17 +6,16 @@ import math
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
 import torch as th
 import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3 import A2C
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule
 from stable_baselines3.common.utils import FloatSchedule, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
-from relax_rl.agents.buffers import TensorRolloutBuffer, whole_rollout
+from relax_rl.agents.buffers import whole_rollout
 from relax_rl.agents.policies import (
     RelaxActorCriticCnnPolicy,
     RelaxActorCriticPolicy,
@@ -210,7 +209,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         self.logger.record("train/skipped_updates", self.skipped_updates)
 
         self._n_updates += 1
-        self._log_update(surrogate, g_params, params, actions, advantages, entropy_loss, value_loss, cv_loss)
+        self._log_update(rollout, surrogate, g_params, params, actions, advantages, entropy_loss, value_loss, cv_loss)
 
     def estimate(
         self,
@@ -303,6 +302,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
 
     def _log_update(
         self,
+        rollout: RolloutBufferSamples,
         surrogate: th.Tensor,
         g_params: th.Tensor,
         params: th.Tensor,
@@ -319,7 +319,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         the rollout: a cheap proxy for the policy gradient's variance, computed every update;
         ``policy_grad_var_a2c`` is the same for A2C's estimate ``Â_t ∇ log π(a_t|s_t)`` on the same rollout.
         """
-        values, returns = (th.as_tensor(b, device=params.device).flatten() for b in self._buffer_values_returns())
+        values, returns = rollout.old_values, rollout.returns
         g_a2c = advantages.detach().unsqueeze(-1) * self.policy.estimator.score(params.detach(), actions)
         scalars = {
             "entropy_loss": entropy_loss,
@@ -347,12 +347,6 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             self.logger.record(f"train/{key}", value)
         if cv_loss is not None:
             self.logger.record("train/cv_learning_rate", self.cv_optimizer.param_groups[0]["lr"])
-
-    def _buffer_values_returns(self) -> tuple[th.Tensor | np.ndarray, th.Tensor | np.ndarray]:
-        buffer = self.rollout_buffer
-        if isinstance(buffer, TensorRolloutBuffer):
-            return buffer.value_tensor, buffer.return_tensor
-        return buffer.values, buffer.returns
 
     def learn(
         self: SelfRelaxA2C,
