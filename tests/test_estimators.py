@@ -174,26 +174,27 @@ def test_the_biased_conditional_sampler_would_be_caught(monkeypatch: pytest.Monk
     assert z.abs().max() > N_SE
 
 
-def test_multicategorical_relax_is_unbiased() -> None:
+@pytest.mark.parametrize("nvec", [[3, 2], [3, 3]], ids=["mixed sizes", "one size (batched)"])
+def test_multicategorical_relax_is_unbiased(nvec: list[int]) -> None:
     torch.manual_seed(0)
-    nvec = [3, 2]
-    rel = MultiCategoricalRelaxation(nvec)
-    theta = torch.tensor([0.5, -0.2, 0.1, 1.0, -1.0])
-    values = torch.tensor([1.0, -1.0, 2.0, 0.5, -0.5])
+    rel, size = MultiCategoricalRelaxation(nvec), sum(nvec)
+    theta = torch.tensor([0.5, -0.2, 0.1, 1.0, -1.0, 0.4])[:size]
+    values = torch.tensor([1.0, -1.0, 2.0, 0.5, -0.5, 0.8])[:size]
 
     def f(x: torch.Tensor) -> torch.Tensor:
         return torch.cos(2 * x @ values) + x[..., 0] * x[..., 3]
 
     exact_theta = theta.clone().requires_grad_()
     p1, p2 = torch.softmax(exact_theta[:3], -1), torch.softmax(exact_theta[3:], -1)
-    joint = sum(p1[i] * p2[j] * f(torch.cat([torch.eye(3)[i], torch.eye(2)[j]])) for i in range(3) for j in range(2))
+    eye1, eye2 = torch.eye(3), torch.eye(nvec[1])
+    joint = sum(p1[i] * p2[j] * f(torch.cat([eye1[i], eye2[j]])) for i in range(3) for j in range(nvec[1]))
     exact = torch.autograd.grad(joint, exact_theta)[0]
 
-    logits = theta.expand(N, 5).clone().requires_grad_()
+    logits = theta.expand(N, size).clone().requires_grad_()
     sample = rel.sample(logits)
-    assert sample.b.shape == (N, 2) and sample.z.shape == (N, 5)
+    assert sample.b.shape == (N, 2) and sample.z.shape == (N, size)
     onehot = torch.cat([F.one_hot(sample.b[:, i], n).float() for i, n in enumerate(nvec)], -1)
-    surrogate = relax(f(onehot), sample.log_prob, sample.z, sample.z_tilde, random_mlp_cv(rel, 5))
+    surrogate = relax(f(onehot), sample.log_prob, sample.z, sample.z_tilde, random_mlp_cv(rel, size))
     assert_unbiased(per_sample_gradients(surrogate, logits), exact, "multicategorical relax")
 
 

@@ -103,19 +103,56 @@ def test_stored_action_relaxation_has_the_joint_law_of_a_fresh_draw() -> None:
     assert (rel.hard(rebuilt.z) == rebuilt.b).all()
 
 
-def test_multicategorical_shapes_and_log_prob() -> None:
-    rel = MultiCategoricalRelaxation([3, 2, 4])
-    logits = torch.randn(5, 9)
+@pytest.mark.parametrize("nvec", [[3, 2, 4], [3, 3, 3]], ids=["mixed sizes", "one size (batched)"])
+def test_multicategorical_shapes_and_log_prob(nvec: list[int]) -> None:
+    rel = MultiCategoricalRelaxation(nvec)
+    logits = torch.randn(5, sum(nvec))
     sample = rel.sample(logits)
-    assert sample.b.shape == (5, 3) and sample.z.shape == (5, 9) and sample.z_tilde.shape == (5, 9)
+    assert sample.b.shape == (5, 3) and sample.z.shape == (5, sum(nvec)) and sample.z_tilde.shape == (5, sum(nvec))
     assert (rel.hard(sample.z_tilde) == sample.b).all()
     expected = sum(
         torch.log_softmax(block, -1).gather(-1, sample.b[:, i : i + 1]).squeeze(-1)
-        for i, block in enumerate(torch.split(logits, [3, 2, 4], -1))
+        for i, block in enumerate(torch.split(logits, nvec, -1))
     )
     assert torch.allclose(sample.log_prob, expected)
     relaxed = rel.relax(sample.z, 0.5)
-    assert torch.allclose(torch.stack([s.sum(-1) for s in torch.split(relaxed, [3, 2, 4], -1)], -1), torch.ones(5, 3))
+    assert torch.allclose(torch.stack([s.sum(-1) for s in torch.split(relaxed, nvec, -1)], -1), torch.ones(5, 3))
+
+
+def test_multicategorical_of_one_size_is_the_per_block_categorical() -> None:
+    """Equal blocks go through one batched categorical: every value is the per-block one, and the
+    sampled z, z̃ | b have the per-block law (the noise is drawn in another order, so not the same draws)."""
+    torch.manual_seed(0)
+    rel, cat = MultiCategoricalRelaxation([4, 4]), CategoricalRelaxation()
+    logits = torch.tensor([0.3, -1.0, 0.5, 2.0, -0.4, 0.0, 1.5, -2.0]).expand(N, 8)
+    blocks = torch.split(logits, 4, -1)
+    b = torch.stack([cat.hard(cat.sample_z(block)) for block in blocks], -1)
+    per_block = {
+        "location": torch.cat([cat.location(p) for p in blocks], -1),
+        "score": torch.cat([cat.score(p, b[:, i]) for i, p in enumerate(blocks)], -1),
+        "indicator": torch.cat([cat.indicator(p, b[:, i]) for i, p in enumerate(blocks)], -1),
+        "mean_indicator": torch.cat([cat.mean_indicator(p) for p in blocks], -1),
+        "relax": torch.cat([cat.relax(p, 0.7) for p in blocks], -1),
+        "log_prob": sum(cat.log_prob(p, b[:, i]) for i, p in enumerate(blocks)),
+    }
+    batched = {
+        "location": rel.location(logits),
+        "score": rel.score(logits, b),
+        "indicator": rel.indicator(logits, b),
+        "mean_indicator": rel.mean_indicator(logits),
+        "relax": rel.relax(logits, 0.7),
+        "log_prob": rel.log_prob(logits, b),
+    }
+    for name, expected in per_block.items():
+        assert torch.allclose(batched[name], expected, atol=1e-6), name
+    assert (rel.hard(rel.location(logits)) == torch.stack([cat.hard(p) for p in blocks], -1)).all()
+    z_tilde, z = rel.conditional_z(logits, b), rel.sample_z(logits)
+    assert (rel.hard(z_tilde) == b).all()
+    reference_tilde = torch.cat([cat.conditional_z(p, b[:, i]) for i, p in enumerate(blocks)], -1)
+    reference_z = torch.cat([cat.sample_z(p) for p in blocks], -1)
+    for j in range(8):
+        assert ks_2samp(z_tilde[:, j].numpy(), reference_tilde[:, j].numpy()).pvalue > ALPHA, j
+        assert ks_2samp(z[:, j].numpy(), reference_z[:, j].numpy()).pvalue > ALPHA, j
 
 
 def test_multicategorical_rejects_empty_nvec() -> None:
@@ -164,8 +201,9 @@ def test_extreme_logits_stay_finite(rel) -> None:
             torch.randn(6, 5),
             torch.stack([torch.randint(0, 3, (6,)), torch.randint(0, 2, (6,))], -1),
         ),
+        (MultiCategoricalRelaxation([3, 3]), torch.randn(6, 6), torch.randint(0, 3, (6, 2))),
     ],
-    ids=["bernoulli", "categorical", "multicategorical"],
+    ids=["bernoulli", "categorical", "multicategorical", "multicategorical of one size"],
 )
 def test_closed_form_score_matches_autograd(rel, params, b) -> None:
     params = params.requires_grad_()

@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from relax_rl.envs import get_spec
 from relax_rl.plot import bootstrap_interval
 
 HERE = Path(__file__).resolve().parent
@@ -49,12 +50,17 @@ def main() -> None:
     parser.add_argument(
         "--metric", choices=["episodes", "updates"], default="episodes", help="what 'to threshold' counts"
     )
+    parser.add_argument("--threshold", type=float, help="the runs made to this threshold (default: the env's)")
     args = parser.parse_args()
+    env_threshold = get_spec(args.env).reward_threshold
+    threshold = env_threshold if args.threshold is None else args.threshold
     runs, seen = [], set()
     for line in args.results.read_text().splitlines():
         r = json.loads(line)
         key = (r["variant"], r["lr"], r["seed"])
-        if r["env"] == args.env and key not in seen:  # a run repeated at another budget counts once
+        if r["env"] != args.env or r.get("threshold", env_threshold) != threshold:
+            continue
+        if key not in seen:  # a run repeated at another budget counts once
             seen.add(key)
             runs.append(r)
     for r in runs:
@@ -65,7 +71,7 @@ def main() -> None:
     variants = list(dict.fromkeys(r["variant"] for r in runs))
     lrs = sorted({r["lr"] for r in runs})
 
-    lines = [f"# Critic replay on {args.env}: {args.metric} to the threshold (median over seeds)", ""]
+    lines = [f"# Critic replay on {args.env}: {args.metric} to {threshold:g} (median over seeds)", ""]
     lines += [
         "## Learning-rate grid (the same grid for every variant; seeds " + ", ".join(map(str, args.grid_seeds)) + ")",
         "",
@@ -148,7 +154,7 @@ def main() -> None:
         "is), and no comparison at all when both are (the episode count at the budget measures episode length).",
         "",
     ]
-    out = HERE / args.env.replace("/", "_")
+    out = HERE / (args.env.replace("/", "_") + ("" if threshold == env_threshold else f"_to_{threshold:g}"))
     out.mkdir(exist_ok=True)
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     (out / "summary.json").write_text(json.dumps({"best_lr": best, "at_best_lr": summary}, indent=2) + "\n")
@@ -170,7 +176,27 @@ def main() -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "lr_grid.png", dpi=120)
+    with_curves = [v for v in variants if any(r.get("curve") for r in cells[(v, best[v])])]
+    if with_curves:
+        plot_curves({v: cells[(v, best[v])] for v in with_curves}, threshold, f"{args.env}", out / "curves.png")
     print("\n".join(lines))
+
+
+def plot_curves(runs: dict[str, list[dict]], threshold: float, title: str, path: Path) -> None:
+    """Each run's 100-episode mean against its updates (one line per seed), at each variant's best lr."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for color, (variant, rs) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], runs.items(), strict=False):
+        for i, r in enumerate(rs):
+            steps, means = zip(*r["curve"], strict=True) if r.get("curve") else ((), ())
+            updates = [t * r["updates"] / r["timesteps"] for t in steps]  # the study's steps per update
+            ax.plot(updates, means, color=color, alpha=0.7, lw=1, label=variant if i == 0 else None)
+    ax.axhline(threshold, color="k", ls="--", lw=0.8)
+    ax.set_xlabel("updates")
+    ax.set_ylabel("100-episode mean return")
+    ax.set_title(f"{title}: learning curves to {threshold:g}, each seed")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

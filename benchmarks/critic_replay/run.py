@@ -57,17 +57,23 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 SOLVE_WINDOW = 100
+#: Steps between the points of a run's learning curve (the 100-episode mean), stored with its result.
+CURVE_EVERY = 10_000
 
 
 class StopWhenSolved(BaseCallback):
-    """Stops training when the mean of the last 100 training episodes reaches ``threshold``."""
+    """Stops training when the mean of the last 100 training episodes reaches ``threshold``; keeps that
+    mean every ``CURVE_EVERY`` steps as the run's learning curve."""
 
     def __init__(self, threshold: float, progress: int = 0, label: str = ""):
         super().__init__()
         self.threshold, self.returns, self.solved_at = threshold, [], None
         self.progress, self.label, self.next_report = progress, label, progress  # a line every `progress` steps
+        self.curve: list[tuple[int, float]] = []
 
     def _on_step(self) -> bool:
+        if self.num_timesteps >= CURVE_EVERY * (len(self.curve) + 1) and self.returns:
+            self.curve.append((self.num_timesteps, float(np.mean(self.returns[-SOLVE_WINDOW:]))))
         if self.progress and self.num_timesteps >= self.next_report:
             self.next_report += self.progress
             recent = self.returns[-SOLVE_WINDOW:]
@@ -84,10 +90,16 @@ class StopWhenSolved(BaseCallback):
 
 
 def run_one(
-    env_id: str, variant: str, lr: float, seed: int, budget: int, normalize: bool = False, progress: int = 0
+    env_id: str,
+    variant: str,
+    lr: float,
+    seed: int,
+    budget: int,
+    threshold: float,
+    normalize: bool = False,
+    progress: int = 0,
 ) -> dict[str, Any]:
     torch.set_num_threads(1)
-    threshold = get_spec(env_id).reward_threshold
     env = make_vec_env(env_id, 8, seed, backend="gymnasium")
     if normalize:  # as the zoo's configs do for MuJoCo; the episode returns read are the raw ones
         env = VecNormalize(env)
@@ -107,6 +119,7 @@ def run_one(
         "lr": lr,
         "seed": seed,
         "budget": budget,
+        "threshold": threshold,
         "normalize": normalize,
         "solved": stopper.solved_at is not None,
         "episodes": stopper.solved_at if stopper.solved_at is not None else len(stopper.returns),
@@ -115,6 +128,7 @@ def run_one(
         "wall_s": wall,
         "sps": model.num_timesteps / wall,
         "final_mean_return": float(np.mean(stopper.returns[-SOLVE_WINDOW:])) if stopper.returns else None,
+        "curve": stopper.curve,
     }
 
 
@@ -125,22 +139,27 @@ def main() -> None:
     parser.add_argument("--lrs", nargs="+", type=float, default=[3.5e-4, 7e-4, 1.4e-3, 2.8e-3])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--budget", type=int, default=300_000, help="timesteps before a run counts as unsolved")
+    parser.add_argument(
+        "--threshold", type=float, help="the 100-episode mean that counts as solved (default: the env's)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--normalize", action="store_true", help="VecNormalize observations and rewards")
     parser.add_argument("--progress", type=int, default=0, help="print a progress line every this many steps")
     parser.add_argument("--out", type=Path, default=HERE / "results.jsonl")
     args = parser.parse_args()
+    threshold = args.threshold if args.threshold is not None else get_spec(args.env).reward_threshold
     done = set()
     if args.out.exists():
         for line in args.out.read_text().splitlines():
             r = json.loads(line)
-            done.add((r["env"], r["variant"], r["lr"], r["seed"], r["budget"]))
+            env_threshold = get_spec(r["env"]).reward_threshold  # lines from before the option have the env's
+            done.add((r["env"], r["variant"], r["lr"], r["seed"], r["budget"], r.get("threshold", env_threshold)))
     jobs = [
-        (args.env, v, lr, s, args.budget)
+        (args.env, v, lr, s, args.budget, threshold)
         for s in args.seeds
         for lr in args.lrs
         for v in args.variants
-        if (args.env, v, lr, s, args.budget) not in done
+        if (args.env, v, lr, s, args.budget, threshold) not in done
     ]
     print(f"{len(jobs)} runs to go ({len(done)} already in {args.out})", flush=True)
     with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:

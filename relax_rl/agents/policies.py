@@ -14,6 +14,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import CombinedExtractor, NatureCNN
 from stable_baselines3.common.type_aliases import Schedule
 
+from relax_rl.agents.distributions import batched
 from relax_rl.agents.spaces import distribution_from_params, estimator_for
 from relax_rl.estimators import ARCHITECTURES, make_control_variate
 
@@ -114,6 +115,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
 
     def _build(self, lr_schedule: Schedule) -> None:
+        self.action_dist = batched(self.action_dist)
         super()._build(lr_schedule)
         if self.log_std_head:
             del self.log_std  # replaced by a state-dependent head

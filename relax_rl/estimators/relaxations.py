@@ -197,41 +197,51 @@ class MultiCategoricalRelaxation(Relaxation):
         if len(nvec) == 0 or min(nvec) < 1:
             raise ValueError(f"nvec must be a non-empty list of positive sizes, got {list(nvec)}")
         self.nvec = [int(n) for n in nvec]
+        # Blocks of one size are a (batch, D, K) view that one categorical handles at once; a loop over
+        # 64 blocks would make every call dozens of small kernels, in the forward and backward passes.
+        self._uniform = len(set(self.nvec)) == 1
         self._categorical = CategoricalRelaxation()
 
-    def _split(self, x: Tensor) -> tuple[Tensor, ...]:
-        return torch.split(x, self.nvec, dim=-1)
-
     def _per_block(self, fn, x: Tensor, *args) -> Tensor:
-        return torch.cat([fn(block, *args) for block in self._split(x)], dim=-1)
+        """``fn`` (a categorical's map of one block to one block) on every block of ``x``."""
+        if self._uniform:
+            return fn(x.unflatten(-1, (len(self.nvec), -1)), *args).flatten(-2)
+        return torch.cat([fn(block, *args) for block in torch.split(x, self.nvec, dim=-1)], dim=-1)
+
+    def _per_block_given(self, fn, params: Tensor, b: Tensor) -> Tensor:
+        """``fn(block of params, its sub-action)``, a block per sub-action, concatenated."""
+        if self._uniform:
+            return fn(params.unflatten(-1, (len(self.nvec), -1)), b).flatten(-2)
+        return torch.cat([fn(p, b[..., i]) for i, p in enumerate(torch.split(params, self.nvec, dim=-1))], dim=-1)
 
     def sample_z(self, params: Tensor) -> Tensor:
         return self._per_block(self._categorical.sample_z, params)
 
     def hard(self, z: Tensor) -> Tensor:
-        return torch.stack([self._categorical.hard(block) for block in self._split(z)], dim=-1)
+        if self._uniform:
+            return self._categorical.hard(z.unflatten(-1, (len(self.nvec), -1)))
+        return torch.stack([self._categorical.hard(block) for block in torch.split(z, self.nvec, dim=-1)], dim=-1)
 
     def conditional_z(self, params: Tensor, b: Tensor) -> Tensor:
-        blocks = self._split(params)
-        return torch.cat([self._categorical.conditional_z(p, b[..., i]) for i, p in enumerate(blocks)], dim=-1)
+        return self._per_block_given(self._categorical.conditional_z, params, b)
 
     def location(self, params: Tensor) -> Tensor:
         return self._per_block(self._categorical.location, params)
 
     def log_prob(self, params: Tensor, b: Tensor) -> Tensor:
-        blocks = self._split(params)
+        if self._uniform:  # the categorical sums over the sub-action axis too
+            return self._categorical.log_prob(params.unflatten(-1, (len(self.nvec), -1)), b)
+        blocks = torch.split(params, self.nvec, dim=-1)
         return sum(self._categorical.log_prob(p, b[..., i]) for i, p in enumerate(blocks))
 
     def score(self, params: Tensor, b: Tensor) -> Tensor:
-        blocks = self._split(params)
-        return torch.cat([self._categorical.score(p, b[..., i]) for i, p in enumerate(blocks)], dim=-1)
+        return self._per_block_given(self._categorical.score, params, b)
 
     def relax(self, z: Tensor, temperature: Tensor | float) -> Tensor:
         return self._per_block(self._categorical.relax, z, temperature)
 
     def indicator(self, params: Tensor, b: Tensor) -> Tensor:
-        blocks = self._split(params)
-        return torch.cat([self._categorical.indicator(p, b[..., i]) for i, p in enumerate(blocks)], dim=-1)
+        return self._per_block_given(self._categorical.indicator, params, b)
 
     def mean_indicator(self, params: Tensor) -> Tensor:
         return self._per_block(self._categorical.mean_indicator, params)
