@@ -15,6 +15,7 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 from stable_baselines3 import A2C
 
+import relax_rl
 from relax_rl import RelaxA2C
 from relax_rl.envs import make_vec_env
 
@@ -49,19 +51,34 @@ def measure(algo_cls, kwargs: dict, env_id: str, n_envs: int, steps: int, seed: 
     return steps / (time.perf_counter() - start)
 
 
+def _arg(value: object) -> str:
+    return " ".join(f"'{v}'" if " " in v else v for v in value) if isinstance(value, list) else str(value)
+
+
+def _library_commit() -> str:
+    """The commit of the relax_rl that was measured (a worktree on PYTHONPATH can be another than this one)."""
+    package = Path(relax_rl.__file__).parent
+    commit = subprocess.run(["git", "-C", str(package), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return f"{commit.stdout.strip() or 'unknown commit'} ({package})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS), help="what to measure (a2c always)"
+    )
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)  # what train.py does: small networks are fastest single-threaded
 
-    sps: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    sps: dict[str, list[float]] = {name: [] for name in CONFIGS if name == "a2c" or name in args.configs}
     for repeat in range(args.repeats):
-        for name, (algo_cls, kwargs) in CONFIGS.items():
+        for name in sps:
+            algo_cls, kwargs = CONFIGS[name]
             sps[name].append(measure(algo_cls, kwargs, args.env, args.n_envs, args.steps, seed=repeat))
     base = statistics.median(sps["a2c"])
     rows = {
@@ -75,7 +92,8 @@ def main() -> None:
     if args.out:
         meta = {
             "command": "python benchmarks/sps/training_sps.py "
-            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v is not None),
+            + " ".join(f"--{k.replace('_', '-')} {_arg(v)}" for k, v in vars(args).items() if k not in ("out",)),
+            "relax_rl": _library_commit(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread",
         }
