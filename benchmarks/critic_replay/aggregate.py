@@ -178,7 +178,9 @@ def main() -> None:
     fig.savefig(out / "lr_grid.png", dpi=120)
     with_curves = [v for v in variants if any(r.get("curve") for r in cells[(v, best[v])])]
     if with_curves:
-        plot_curves({v: cells[(v, best[v])] for v in with_curves}, threshold, f"{args.env}", out / "curves.png")
+        plot_curves(
+            {v: cells[(v, best[v])] for v in with_curves}, threshold, args.env.split("/")[-1], out / "curves.png"
+        )
     print("\n".join(lines))
 
 
@@ -193,7 +195,7 @@ def plot_curves(runs: dict[str, list[dict]], threshold: float, title: str, path:
     ax.axhline(threshold, color="k", ls="--", lw=0.8)
     ax.set_xlabel("updates")
     ax.set_ylabel("100-episode mean return")
-    ax.set_title(f"{title}: learning curves to {threshold:g}, each seed")
+    ax.set_title(f"{title}: to {threshold:g}, each seed", fontsize=10)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
