@@ -20,6 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from run import threshold_of
 
 from relax_rl.envs import get_spec
 from relax_rl.plot import bootstrap_interval
@@ -58,7 +59,7 @@ def main() -> None:
     for line in args.results.read_text().splitlines():
         r = json.loads(line)
         key = (r["variant"], r["lr"], r["seed"])
-        if r["env"] != args.env or r.get("threshold", env_threshold) != threshold:
+        if r["env"] != args.env or threshold_of(r) != threshold:
             continue
         if key not in seen:  # a run repeated at another budget counts once
             seen.add(key)

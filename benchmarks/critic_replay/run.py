@@ -89,6 +89,11 @@ class StopWhenSolved(BaseCallback):
         return True
 
 
+def threshold_of(result: dict[str, Any]) -> float:
+    """The threshold a stored run was made to: results from before ``--threshold`` used the env's."""
+    return result.get("threshold", get_spec(result["env"]).reward_threshold)
+
+
 def run_one(
     env_id: str,
     variant: str,
@@ -152,8 +157,7 @@ def main() -> None:
     if args.out.exists():
         for line in args.out.read_text().splitlines():
             r = json.loads(line)
-            env_threshold = get_spec(r["env"]).reward_threshold  # lines from before the option have the env's
-            done.add((r["env"], r["variant"], r["lr"], r["seed"], r["budget"], r.get("threshold", env_threshold)))
+            done.add((r["env"], r["variant"], r["lr"], r["seed"], r["budget"], threshold_of(r)))
     jobs = [
         (args.env, v, lr, s, args.budget, threshold)
         for s in args.seeds

@@ -90,9 +90,10 @@ def main() -> None:
     for name, row in rows.items():
         print(f"| {name} | {row['median_sps']:.0f} | {row['ratio_to_a2c']:.2f} |")
     if args.out:
+        options = {k: v for k, v in vars(args).items() if k != "out" and v is not None}
         meta = {
             "command": "python benchmarks/sps/training_sps.py "
-            + " ".join(f"--{k.replace('_', '-')} {_arg(v)}" for k, v in vars(args).items() if k not in ("out",)),
+            + " ".join(f"--{k.replace('_', '-')} {_arg(v)}" for k, v in options.items()),
             "relax_rl": _library_commit(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread",

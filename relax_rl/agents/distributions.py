@@ -7,6 +7,10 @@ from stable_baselines3.common.distributions import Distribution, MultiCategorica
 from torch.distributions import Categorical
 
 
+def _one_size(action_dims: list[int]) -> bool:
+    return len(set(action_dims)) == 1
+
+
 class BatchedMultiCategoricalDistribution(MultiCategoricalDistribution):
     """SB3's ``MultiCategoricalDistribution`` for sub-actions of one size, as a single ``Categorical``.
 
@@ -16,7 +20,7 @@ class BatchedMultiCategoricalDistribution(MultiCategoricalDistribution):
     """
 
     def __init__(self, action_dims: list[int]):
-        if len(set(action_dims)) != 1:
+        if not _one_size(action_dims):
             raise ValueError(f"sub-actions must all have one size to be batched, got {action_dims}")
         super().__init__(action_dims)
 
@@ -40,6 +44,6 @@ class BatchedMultiCategoricalDistribution(MultiCategoricalDistribution):
 
 def batched(action_dist: Distribution) -> Distribution:
     """``action_dist`` with its sub-actions batched where that keeps its law (equal sizes), else itself."""
-    if isinstance(action_dist, MultiCategoricalDistribution) and len(set(action_dist.action_dims)) == 1:
+    if isinstance(action_dist, MultiCategoricalDistribution) and _one_size(action_dist.action_dims):
         return BatchedMultiCategoricalDistribution(list(action_dist.action_dims))
     return action_dist

@@ -202,25 +202,32 @@ class MultiCategoricalRelaxation(Relaxation):
         self._uniform = len(set(self.nvec)) == 1
         self._categorical = CategoricalRelaxation()
 
+    def _split(self, x: Tensor) -> tuple[Tensor, ...]:
+        return torch.split(x, self.nvec, dim=-1)
+
+    def _stacked(self, x: Tensor) -> Tensor:
+        """Blocks of one size as a ``(..., D, K)`` view."""
+        return x.unflatten(-1, (len(self.nvec), -1))
+
     def _per_block(self, fn, x: Tensor, *args) -> Tensor:
         """``fn`` (a categorical's map of one block to one block) on every block of ``x``."""
         if self._uniform:
-            return fn(x.unflatten(-1, (len(self.nvec), -1)), *args).flatten(-2)
-        return torch.cat([fn(block, *args) for block in torch.split(x, self.nvec, dim=-1)], dim=-1)
+            return fn(self._stacked(x), *args).flatten(-2)
+        return torch.cat([fn(block, *args) for block in self._split(x)], dim=-1)
 
     def _per_block_given(self, fn, params: Tensor, b: Tensor) -> Tensor:
         """``fn(block of params, its sub-action)``, a block per sub-action, concatenated."""
         if self._uniform:
-            return fn(params.unflatten(-1, (len(self.nvec), -1)), b).flatten(-2)
-        return torch.cat([fn(p, b[..., i]) for i, p in enumerate(torch.split(params, self.nvec, dim=-1))], dim=-1)
+            return fn(self._stacked(params), b).flatten(-2)
+        return torch.cat([fn(p, b[..., i]) for i, p in enumerate(self._split(params))], dim=-1)
 
     def sample_z(self, params: Tensor) -> Tensor:
         return self._per_block(self._categorical.sample_z, params)
 
     def hard(self, z: Tensor) -> Tensor:
         if self._uniform:
-            return self._categorical.hard(z.unflatten(-1, (len(self.nvec), -1)))
-        return torch.stack([self._categorical.hard(block) for block in torch.split(z, self.nvec, dim=-1)], dim=-1)
+            return self._categorical.hard(self._stacked(z))
+        return torch.stack([self._categorical.hard(block) for block in self._split(z)], dim=-1)
 
     def conditional_z(self, params: Tensor, b: Tensor) -> Tensor:
         return self._per_block_given(self._categorical.conditional_z, params, b)
@@ -230,8 +237,8 @@ class MultiCategoricalRelaxation(Relaxation):
 
     def log_prob(self, params: Tensor, b: Tensor) -> Tensor:
         if self._uniform:  # the categorical sums over the sub-action axis too
-            return self._categorical.log_prob(params.unflatten(-1, (len(self.nvec), -1)), b)
-        blocks = torch.split(params, self.nvec, dim=-1)
+            return self._categorical.log_prob(self._stacked(params), b)
+        blocks = self._split(params)
         return sum(self._categorical.log_prob(p, b[..., i]) for i, p in enumerate(blocks))
 
     def score(self, params: Tensor, b: Tensor) -> Tensor:
