@@ -133,3 +133,11 @@ def whole_rollout(buffer: RolloutBuffer | TensorRolloutBuffer) -> tuple[RolloutB
         rows(buffer.returns).flatten(),
     )
     return samples, horizon
+
+
+def rollout_rewards(buffer: RolloutBuffer | TensorRolloutBuffer) -> tuple[th.Tensor, th.Tensor]:
+    """The rollout's rewards (a timeout's bootstrap included) and episode starts, in the row order of
+    :func:`whole_rollout`."""
+    if isinstance(buffer, TensorRolloutBuffer):
+        return buffer.rewards.flatten(), buffer.episode_starts.flatten()
+    return buffer.to_torch(buffer.rewards.reshape(-1)), buffer.to_torch(buffer.episode_starts.reshape(-1))

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.distributions import DiagGaussianDistribution, Distribution
@@ -15,17 +14,8 @@ from stable_baselines3.common.torch_layers import CombinedExtractor, NatureCNN
 from stable_baselines3.common.type_aliases import Schedule
 
 from relax_rl.agents.distributions import batched
-from relax_rl.agents.spaces import distribution_from_params, estimator_for
-from relax_rl.estimators import ARCHITECTURES, make_control_variate
-
-
-def _sub_actions(action_space: spaces.Space) -> int:
-    """How many sub-actions one action has: 1 for Discrete, one per dimension otherwise."""
-    if isinstance(action_space, spaces.Discrete):
-        return 1
-    if isinstance(action_space, spaces.MultiDiscrete):
-        return len(action_space.nvec)
-    return int(np.prod(action_space.shape))
+from relax_rl.agents.spaces import distribution_from_params, estimator_for, sub_actions
+from relax_rl.estimators import ARCHITECTURES, READS_PARAMS, make_control_variate
 
 
 class RelaxActorCriticPolicy(ActorCriticPolicy):
@@ -43,8 +33,13 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         variate: A2C's estimator, the control); RelaxA2C passes its own
     :param cv_net_arch: hidden layer sizes of ``ĉ_φ``
     :param cv_arch: ``"mlp"`` on ``[features, relaxed action]``; ``"linear"``, linear in the relaxed
-        action with weights from the features; ``"factorised"``, a sum of one shared network over
-        sub-actions. Default: ``"mlp"``, and ``"linear"`` (the only choice) for ``"all_action"``
+        action with weights from the features; ``"centred"``, the same centred on the policy's mean
+        (``w · (x − π) + b``, so that the slopes and the state part ``b`` are fitted apart); ``"per_sub_action"``,
+        centred, each sub-action's slopes from one network shared by the sub-actions that reads that sub-action's
+        own (detached) logits; ``"factorised"``, a sum of one shared network over sub-actions. The
+        ``"centred"`` and ``"per_sub_action"`` heads are for discrete action spaces. Default: ``"mlp"``, and
+        ``"linear"`` for ``"all_action"``, which takes the affine heads only (``linear``, ``centred``,
+        ``per_sub_action``)
     :param cv_relaxed_input: feed ``ĉ_φ`` the relaxed action ``softmax(z/τ)`` (True) or ``z`` itself;
         ``"all_action"`` feeds it the action's indicator
     :param cv_temperature: initial temperature ``τ`` of the relaxation (discrete spaces only; default 0.5)
@@ -92,14 +87,20 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
                 "RelaxA2C does not support use_sde: gSDE shares its noise across steps, so a step's ε "
                 "cannot be rebuilt from its action alone; use the default diagonal Gaussian"
             )
-        if pg_estimator == "all_action" and (cv_arch not in (None, "linear") or cv_relaxed_input):
+        if pg_estimator == "all_action" and (cv_arch not in (None, "linear", *READS_PARAMS) or cv_relaxed_input):
             raise ValueError(
                 "pg_estimator 'all_action' needs q̂ affine in the action, so that its mean over the actions is "
-                "exact: leave cv_arch and cv_relaxed_input unset (a linear head on the action's indicator)"
+                f"exact: cv_arch must be linear, {' or '.join(READS_PARAMS)} (a head on the action's indicator), "
+                "and cv_relaxed_input unset"
             )
         cv_arch = cv_arch or ("linear" if pg_estimator == "all_action" else "mlp")
         if cv_arch not in ARCHITECTURES:
             raise ValueError(f"policy_kwargs cv_arch must be one of {', '.join(ARCHITECTURES)}, got {cv_arch!r}")
+        if cv_arch in READS_PARAMS and not self.estimator.relaxation.has_temperature:
+            raise ValueError(
+                f"policy_kwargs cv_arch {cv_arch!r} centres ĉ on a discrete policy's probabilities; a "
+                f"{type(action_space).__name__} action space has none: use 'mlp' or 'linear'"
+            )
         if cv_horizon < 0:
             raise ValueError(f"policy_kwargs cv_horizon must be 0 (off) or the rollout length, got {cv_horizon}")
         self.pg_estimator = pg_estimator
@@ -124,12 +125,14 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
                 self.log_std_net.apply(partial(self.init_weights, gain=0.01))  # as SB3 initialises action_net
             th.nn.init.constant_(self.log_std_net.bias, self.log_std_init)
         temperature = {"temperature": self.cv_temperature, "learn_temperature": self.learn_temperature}
+        if self.cv_arch in READS_PARAMS:
+            temperature["params_dim"] = self._params_dim()
         self.control_variate = make_control_variate(
             self.cv_arch,
             self.estimator.relaxation,
             z_dim=self.estimator.z_dim,
-            n_blocks=_sub_actions(self.action_space),
-            context_dim=self.features_dim + bool(self.cv_horizon) + self.cv_reads_policy * self._params_dim(),
+            n_blocks=sub_actions(self.action_space),
+            context_dim=self.features_dim + bool(self.cv_horizon) + self._reads_params * self._params_dim(),
             hidden=self.cv_net_arch,
             relaxed_input=self.cv_relaxed_input,
             temperature_bounds=self.cv_temperature_bounds if self.estimator.relaxation.has_temperature else None,
@@ -158,20 +161,24 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
             value_only |= {id(p) for p in self.vf_features_extractor.parameters()}
         return [p for p in self.actor_critic_parameters() if id(p) not in value_only]
 
+    @property
+    def _reads_params(self) -> bool:
+        return self.cv_reads_policy or self.cv_arch in READS_PARAMS
+
     def _params_dim(self) -> int:
         """The size of one row of :meth:`distribution_params`."""
         return self.estimator.z_dim * (2 if isinstance(self.action_space, spaces.Box) else 1)
 
     def cv_context(self, features: th.Tensor, params: th.Tensor, horizon: th.Tensor) -> th.Tensor:
-        """What ``ĉ_φ`` reads besides the action: the features, with ``cv_reads_policy`` the distribution
-        parameters, all detached so that ``ĉ`` carries no gradient into θ through ``s``, and with
-        ``cv_horizon`` the steps ``h`` left to the bootstrap (as ``h/n``). All are fixed before the action
-        is drawn, which keeps the estimator unbiased (DESIGN.md §4b)."""
+        """What ``ĉ_φ`` reads besides the action: the features; with ``cv_horizon`` the steps ``h`` left to the
+        bootstrap (as ``h/n``); last, with ``cv_reads_policy`` or a head centred on the policy, the distribution
+        parameters. All detached, so that ``ĉ`` carries no gradient into θ through ``s``, and all fixed before
+        the action is drawn, which keeps the estimator unbiased (DESIGN.md §4b)."""
         parts = [features.detach()]
-        if self.cv_reads_policy:
-            parts.append(params.detach())
         if self.cv_horizon:
             parts.append((horizon.to(features.dtype) / self.cv_horizon).unsqueeze(-1))
+        if self._reads_params:
+            parts.append(params.detach())
         return th.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
     def distribution_params(self, latent_pi: th.Tensor) -> th.Tensor:

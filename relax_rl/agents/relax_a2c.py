@@ -12,26 +12,36 @@ from gymnasium import spaces
 from stable_baselines3 import A2C
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule
-from stable_baselines3.common.utils import FloatSchedule, update_learning_rate
+from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
-from relax_rl.agents.buffers import whole_rollout
+from relax_rl.agents.buffers import rollout_rewards, whole_rollout
+from relax_rl.agents.critic_targets import vtrace
 from relax_rl.agents.policies import (
     RelaxActorCriticCnnPolicy,
     RelaxActorCriticPolicy,
     RelaxMultiInputActorCriticPolicy,
 )
-from relax_rl.agents.replay import ReplayRows, RolloutReplay
+from relax_rl.agents.replay import ReplayRows, RolloutEnd, RolloutReplay
 from relax_rl.agents.spaces import actions_for_relaxation, estimator_for, split_mean_log_std
 from relax_rl.agents.tensor_rollout import TensorRolloutMixin
 from relax_rl.agents.threads import warn_if_threads_are_slow
 
 SelfRelaxA2C = TypeVar("SelfRelaxA2C", bound="RelaxA2C")
-#: What one step of φ trains on: distribution parameters, actions, advantages, ĉ's context, and ĝ^ℓ.
-CvBatch = tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor, th.Tensor]
+#: What one step of φ trains on: distribution parameters, actions, advantages, ĉ's context, and ĝ^ℓ (None
+#: for the regression, which does not read it).
+CvBatch = tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor, th.Tensor | None]
 
 #: φ's objectives: the variance of ĝ (DESIGN.md §4), a regression of ĉ on the advantage, or their sum.
 CV_OBJECTIVES = ("logits", "params", "regression", "regression+logits", "regression+params")
+#: What ``V`` regresses on a replayed row (DESIGN.md §4b): the λ-return stored at collection; the λ-return
+#: recomputed with the current ``V``; V-trace, which also weights each step by ``min(1, π/μ)`` for the current
+#: policy; or the stored return with the row's action effect under the current ĉ, ``w · (ind(a) − π)``, swapped
+#: for its mean under the current policy (zero).
+CRITIC_TARGETS = ("returns", "recomputed", "vtrace", "corrected")
+#: Where φ trains when the critic has a replay: on each rollout, before θ steps (the rows and ĝ that θ's
+#: gradient came from), or on minibatches of the replay after V.
+CV_DATA = ("rollout", "replay")
 
 
 def _all_finite(tensors: list[th.Tensor]) -> bool:
@@ -62,6 +72,8 @@ class RelaxA2C(TensorRolloutMixin, A2C):
     :param cv_steps: gradient steps on ``φ`` per update: on this rollout (fresh ``z``, ``z̃`` each), or
         minibatches from the replay when ``critic_replay`` is on
     :param cv_horizon_input: ``ĉ`` also reads each row's steps to the bootstrap ``h = n − j``
+    :param cv_data: with ``critic_replay``, where φ trains: ``"rollout"``, on this rollout's rows and ``ĝ`` after
+        θ's gradient is taken (as without a replay), or ``"replay"``, on replay minibatches after ``V``
     :param critic_replay: ``V`` and ``φ`` train on a replay of the last K rollouts after θ's gradient is
         taken (DESIGN.md §4b); 0 trains ``V`` with θ on this rollout, as A2C does
     :param critic_steps: ``V``'s minibatch steps per update on the replay (with ``critic_replay``)
@@ -90,14 +102,25 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         cv_objective: str = "regression+logits",
         cv_steps: int = 1,
         cv_horizon_input: bool = True,
+        cv_data: str = "replay",
         critic_replay: int = 32,
         critic_steps: int = 4,
         critic_batch_size: int | None = 256,
+        critic_target: str = "returns",
+        critic_half_life: float | None = None,
         _init_setup_model: bool = True,
         **kwargs: Any,
     ):
         if cv_objective not in CV_OBJECTIVES:
             raise ValueError(f"cv_objective must be one of {CV_OBJECTIVES}, got {cv_objective!r}")
+        if cv_data not in CV_DATA:
+            raise ValueError(f"cv_data must be one of {CV_DATA}, got {cv_data!r}")
+        if critic_target not in CRITIC_TARGETS:
+            raise ValueError(f"critic_target must be one of {CRITIC_TARGETS}, got {critic_target!r}")
+        if critic_half_life is not None and not critic_half_life > 0:
+            raise ValueError(
+                f"critic_half_life must be a positive number of rollouts (or None), got {critic_half_life}"
+            )
         for name, value, low in (
             ("cv_steps", cv_steps, 1),
             ("critic_replay", critic_replay, 0),
@@ -114,9 +137,12 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         self.cv_objective = cv_objective
         self.cv_steps = cv_steps
         self.cv_horizon_input = cv_horizon_input
+        self.cv_data = cv_data
         self.critic_replay = critic_replay
         self.critic_steps = critic_steps
         self.critic_batch_size = critic_batch_size
+        self.critic_target = critic_target
+        self.critic_half_life = critic_half_life
         super().__init__(policy, env, *args, _init_setup_model=False, **kwargs)
         if _init_setup_model:
             self._setup_model()
@@ -138,8 +164,29 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             self.policy.control_variate.parameters(), lr=self.cv_lr_schedule(1), foreach=True
         )
         self.replay = RolloutReplay(self.critic_replay) if self.critic_replay else None
+        self._check_critic_target()
+        # φ trains when the estimator reads ĉ, or when V's corrected targets read its slopes (then also for A2C's).
+        self.fits_phi = self.policy.estimator.uses_control_variate or self.critic_target == "corrected"
         # Never fewer rows than one rollout: with many envs, V must not see less than A2C would show it.
         self.replay_batch_size = max(self.critic_batch_size or 0, self.n_steps * self.n_envs)
+
+    def _check_critic_target(self) -> None:
+        if self.critic_target != "returns" and self.replay is None:
+            raise ValueError(f"critic_target {self.critic_target!r} is for a replayed critic: set critic_replay > 0")
+        if self.critic_target != "corrected":
+            return
+        if not hasattr(self.policy.control_variate, "slopes_and_offset"):
+            raise ValueError(
+                "critic_target 'corrected' reads ĉ's slopes: use the policy_kwargs cv_arch linear, centred or "
+                "per_sub_action"
+            )
+        if self.normalize_advantage:
+            raise ValueError("critic_target 'corrected' needs ĉ in the returns' units: set normalize_advantage=False")
+        if not self.policy.estimator.uses_control_variate and self.cv_objective != "regression":
+            raise ValueError(
+                "with pg_estimator 'a2c', ĉ trains only for critic_target 'corrected', by regression: "
+                "set cv_objective='regression'"
+            )
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, tensors = super()._get_torch_save_params()
@@ -172,8 +219,9 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         # ĝ_t = [Â_t − ĉ(s_t, z̃_t)] ∇θ log π(a_t|s_t) + ∇θ ĉ(s_t, z_t) − ∇θ ĉ(s_t, z̃_t), or the all-action
         # form [Â_t − q̂(s_t, a_t)] ∇θ log π(a_t|s_t) + ∇θ Σ_a π(a|s_t) q̂(s_t, a), or A2C's Â_t ∇θ log π(a_t|s_t).
         # φ's objective reads this ĝ^ℓ only when φ trains on this rollout (no replay).
-        fits_phi_here = self.policy.estimator.uses_control_variate and not replayed
-        surrogate, g_params = self.estimate(params, actions, advantages, context, differentiable=fits_phi_here)
+        fits_phi_here = self.fits_phi and (not replayed or self.cv_data == "rollout")
+        reads_g = fits_phi_here and self.cv_objective != "regression"  # a regression reads ĉ, not ĝ
+        surrogate, g_params = self.estimate(params, actions, advantages, context, differentiable=reads_g)
         # θ reaches the surrogate only through the distribution parameters, so pushing ĝ^ℓ back through
         # the network gives ∇θ of −mean_t surrogate_t, without differentiating ĉ a second time.
         policy_loss = -(g_params.detach() * params).sum() / len(params)
@@ -184,7 +232,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             loss = loss + self.vf_coef * value_loss
         theta = self.policy.actor_parameters() if replayed else self.policy.actor_critic_parameters()
         self.policy.optimizer.zero_grad()
-        loss.backward(inputs=theta, retain_graph=not replayed)  # φ's objective on this rollout reuses it
+        loss.backward(inputs=theta, retain_graph=reads_g)  # φ's objective on this rollout reuses it
         # A non-finite loss or gradient must never reach the parameters: such an update is skipped.
         healthy = _all_finite([loss, *_grads(theta)])
 
@@ -200,9 +248,19 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             th.nn.utils.clip_grad_norm_(theta, self.max_grad_norm)
             self.policy.optimizer.step()
         if healthy and replayed:
-            self.replay.add(ReplayRows(rollout.observations, rollout.actions, rollout.returns, horizon))
+            self.replay.add(
+                ReplayRows(
+                    rollout.observations,
+                    rollout.actions,
+                    rollout.returns,
+                    horizon,
+                    rollout.old_log_prob,
+                    *rollout_rewards(self.rollout_buffer),
+                ),
+                self._rollout_end(),
+            )
             value_loss, healthy = self._fit_critic_on_replay()
-            if healthy and self.policy.estimator.uses_control_variate:
+            if healthy and self.fits_phi and not fits_phi_here:
                 cv_loss, healthy = self._fit_control_variate(self._replay_minibatch)
         self.bad_update_streak = 0 if healthy else self.bad_update_streak + 1
         self.skipped_updates += not healthy
@@ -273,12 +331,22 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         g_theta = th.autograd.grad(params, theta, g_params / len(params), create_graph=True, allow_unused=True)
         return sum(g.pow(2).sum() for g in g_theta if g is not None)
 
+    def _rollout_end(self) -> RolloutEnd:
+        obs = self._last_obs
+        obs = obs if isinstance(obs, th.Tensor) else obs_as_tensor(obs, self.device)
+        return RolloutEnd(obs, th.as_tensor(self._last_episode_starts, device=self.device).float())
+
     def _fit_critic_on_replay(self) -> tuple[th.Tensor, bool]:
-        """``critic_steps`` minibatch steps of ``V`` on the replay, against the stored λ-returns."""
+        """``critic_steps`` minibatch steps of ``V`` on the replay, against ``critic_target``."""
         psi = self.policy.critic_parameters()
+        recomputed = self._recomputed_targets() if self.critic_target in ("recomputed", "vtrace") else None
         for _ in range(self.critic_steps):
-            rows = self.replay.sample(self.replay_batch_size)
-            value_loss = F.mse_loss(rows.returns, self.policy.predict_values(rows.observations).flatten())
+            index = self.replay.sample_indices(self.replay_batch_size, self.critic_half_life)
+            rows = self.replay.take(index)
+            targets = rows.returns if recomputed is None else recomputed[index]
+            if self.critic_target == "corrected":
+                targets = targets - self._action_effect(rows)
+            value_loss = F.mse_loss(targets, self.policy.predict_values(rows.observations).flatten())
             self.policy.optimizer.zero_grad()
             (self.vf_coef * value_loss).backward(inputs=psi)
             if not _all_finite([value_loss, *_grads(psi)]):
@@ -287,9 +355,44 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             self.policy.optimizer.step()  # only ψ has gradients: θ's entries are skipped
         return value_loss, True
 
+    @th.no_grad()
+    def _recomputed_targets(self) -> th.Tensor:
+        """The replay's λ-returns with the current ``V``, V-trace-weighted for the current π if asked, per row."""
+        rows, end = self.replay.rows, self.replay.end
+        shape = (len(self.replay.rollouts), self.n_steps, self.n_envs)
+        values = self.policy.predict_values(rows.observations).view(shape)
+        bootstrap = self.policy.predict_values(end.observations).view(shape[0], shape[2])
+        log_ratios = None
+        if self.critic_target == "vtrace":
+            params, *_ = self.policy.distribution_params_values_features(rows.observations, with_values=False)
+            actions = actions_for_relaxation(rows.actions, self.action_space)
+            log_ratios = (self.policy.estimator.log_prob(params, actions) - rows.log_probs).view(shape)
+        targets = vtrace(
+            values,
+            bootstrap,
+            rows.rewards.view(shape),
+            rows.episode_starts.view(shape),
+            end.dones.view(shape[0], shape[2]),
+            self.gamma,
+            self.gae_lambda,
+            log_ratios,
+        )
+        return targets.flatten()
+
+    @th.no_grad()
+    def _action_effect(self, rows: ReplayRows) -> th.Tensor:
+        """``q̂(s, a) − E_π[q̂(s, ·)] = w(s) · (ind(a) − π(s))`` at each replayed row, at the current π and φ."""
+        params, _, _, features = self.policy.distribution_params_values_features(rows.observations, with_values=False)
+        slopes, _ = self.policy.control_variate.slopes_and_offset(
+            self.policy.cv_context(features, params, rows.horizon)
+        )
+        relaxation = self.policy.estimator.relaxation
+        actions = actions_for_relaxation(rows.actions, self.action_space)
+        return (slopes * (relaxation.indicator(params, actions) - relaxation.mean_indicator(params))).sum(-1)
+
     def _replay_minibatch(self, step: int) -> CvBatch:
         """A fresh replay minibatch for φ, at the current θ and ``V``."""
-        rows = self.replay.sample(self.replay_batch_size)
+        rows = self.replay.take(self.replay.sample_indices(self.replay_batch_size))
         through_theta = self.cv_objective.endswith("params")  # only the params objective differentiates θ
         with th.set_grad_enabled(through_theta):
             params, values, _, features = self.policy.distribution_params_values_features(rows.observations)
@@ -298,6 +401,8 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         actions = actions_for_relaxation(rows.actions, self.action_space)
         advantages = self._normalised(rows.returns - values.detach())  # what V leaves for ĉ to explain
         context = self.policy.cv_context(features, params, rows.horizon)
+        if self.cv_objective == "regression":  # reads ĉ only: no estimate, and no graph for one
+            return params, actions, advantages, context, None
         return params, actions, advantages, context, self.estimate(params, actions, advantages, context)[1]
 
     def _log_update(

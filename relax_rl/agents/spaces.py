@@ -73,6 +73,15 @@ def relaxation_for(action_space: spaces.Space) -> tuple[Relaxation | GaussianRep
     raise UnsupportedActionSpaceError(f"RelaxA2C supports {names} action spaces, got {action_space}")
 
 
+def sub_actions(action_space: spaces.Space) -> int:
+    """How many sub-actions one action has: 1 for Discrete, one per dimension otherwise."""
+    if isinstance(action_space, spaces.Discrete):
+        return 1
+    if isinstance(action_space, spaces.MultiDiscrete):
+        return len(action_space.nvec)
+    return int(np.prod(action_space.shape))
+
+
 def actions_for_relaxation(actions: Tensor, action_space: spaces.Space) -> Tensor:
     """Rollout-buffer actions (float) in the dtype and shape the relaxation expects."""
     if isinstance(action_space, spaces.Discrete):
@@ -270,12 +279,13 @@ class ScoreFunctionEstimator(ActionEstimator):
     def control_variate_at_action(
         self, params: Tensor, actions: Tensor, control_variate: ControlVariate, context: Tensor
     ) -> Tensor:
-        raise TypeError("A2C's estimator reads no control variate")
+        # A2C's estimator reads no ĉ, but a critic's corrected targets may: the form is the inner estimator's.
+        return self.inner.control_variate_at_action(params, actions, control_variate, context)
 
     def mean_control_variate(
         self, params: Tensor, control_variate: ControlVariate, context: Tensor, n_samples: int = 64
     ) -> Tensor:
-        raise TypeError("A2C's estimator reads no control variate")
+        return self.inner.mean_control_variate(params, control_variate, context, n_samples)
 
 
 def estimator_for(action_space: spaces.Space, pg_estimator: str = "relax") -> ActionEstimator:

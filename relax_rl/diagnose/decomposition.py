@@ -20,14 +20,20 @@ The estimators, on the same rows, actions and continuations:
 - ``reinforce``: REINFORCE, no baseline, with the λ-return ``R̂ = Â + V̂(s)``;
 - ``a2c``: baseline ``V̂(s)``. Its "action" part holds ``(V(s) − V̂(s)) ∇log π``, which a better
   *state* baseline would remove (DESIGN.md §4b);
-- ``loo``: baseline the mean return of the *other* actions' samples at the same state: independent
-  of the sample, so unbiased, and close to the true ``V(s)``; its sampling noise (variance
-  ``Var(R̂|s) / ((M−1)K)``) sits in its action part, so ``loo`` slightly understates what a perfect
-  state baseline removes. ``loo / a2c`` is what a better ``V`` removes. (Two actions' samples share
-  returns through their baselines; the split allows for the covariance that makes.)
+- ``mc_v``: baseline a Monte Carlo estimate of the true ``V(s)``: the mean return of ``L`` *other* actions
+  drawn at the same state, each continued once (independent of the sample, so unbiased). Its sampling
+  noise, ``Var(R̂|s)/L`` times the score's norm, would sit in its action part; it is estimated from the
+  same ``L`` returns and taken out, so ``mc_v`` estimates A2C with the exact ``V``, and ``mc_v / a2c`` is
+  what a better ``V`` removes. (Returns are counted as samples only when independent: with deterministic
+  rewards, one action's continuations are copies, which a baseline from those would not see.)
 - the model's own estimator if it has a control variate (``relax``, or ``all_action``), and its own
   state part (``relax_state``, ``all_action_state``): A2C's estimator with baseline
   ``V̂(s) + E_{a~π}[ĉ(s, ·)]``. ``relax / relax_state`` is what the action dependence removes.
+- on an environment with an exact reference (:mod:`relax_rl.envs.reference`, target matching): A2C with the
+  exact ``V*`` (``a2c_exact_v``, one-step episodes), the model's estimator with ``V*`` in place of ``V̂``
+  (``<own>_exact_v``), and the all-action estimator with the exact action value (``exact_q``: ``q = r − V̂`` on
+  one-step episodes, whose estimate is then exact given the state; the exact action effect otherwise). They
+  are the ceiling every learned critic is measured against.
 
     python -m relax_rl.diagnose --model runs/relax_a2c/CartPole-v1_s0/final_model.zip --samples 256 --json
 """
@@ -54,6 +60,7 @@ from torch import Tensor
 from relax_rl.agents.spaces import actions_for_relaxation, distribution_from_params, estimator_for
 from relax_rl.config import RunConfig
 from relax_rl.envs import is_atari
+from relax_rl.envs.reference import AffineReward, exact_reference
 from relax_rl.errors import first_line
 
 #: Largest age (steps since a reset) of a sampled state when the env has no episode limit.
@@ -102,14 +109,13 @@ class StateStatistics:
     """``(N,)``: ``‖x̄_i‖²``, the squared norms of the state means themselves."""
     n_actions: int
     n_continuations: int
-    block_covariance: Tensor | None = None
-    """``(N,)``: ``tr Cov(x̄_m, x̄_m' | s)`` for two actions ``m ≠ m'`` at a state, where the actions'
-    samples are not independent given ``s`` (the leave-one-out baseline); None where they are."""
+    action_noise: Tensor | None = None
+    """``(N,)``: an unbiased estimate, per state, of variance that the samples' construction adds to their
+    action part and that is to be taken out (the Monte Carlo baseline's own noise); None for none."""
 
-    def cross_products(self) -> Tensor:
-        """``(N,)``: the mean of ``⟨x̄_m, x̄_m'⟩`` over pairs of actions ``m ≠ m'`` at each state, which
-        estimates ``‖E[x | s]‖² + tr Cov(x̄_m, x̄_m' | s)`` without bias."""
-        return self.mean_norms - self.within_state / self.n_actions
+    def mean_squared_norms(self) -> Tensor:
+        """``(N,)``: ``mean_m ‖x̄_m‖²`` at each state."""
+        return self.mean_norms + (self.n_actions - 1) / self.n_actions * self.within_state
 
     def spread(self) -> Tensor:
         """``(N,)``: each state's mean of ``‖x − x̿‖²`` over its samples, which sum to the total spread."""
@@ -128,11 +134,11 @@ class StateStatistics:
         sq = centred.pow(2).sum(1)  # ‖x̄_i − x̿‖²; leaving i out moves the centre by −(x̄_i − x̿)/(N−1)
         between = th.cat([(sq.sum() / (n - 1)).view(1), (sq.sum() - sq * n / (n - 1)) / (n - 2)])
         residual = with_loo(self.within_pair)  # → σ_c²
-        within_state = with_loo(self.within_state)  # → σ_b² + σ_c²/K − c
-        # between → σ_a² + (σ_b² + σ_c²/K + (M−1) c)/M, with c the covariance of two actions' samples
-        c = with_loo(self.block_covariance) if self.block_covariance is not None else th.zeros_like(residual)
-        action = within_state + c - residual / k
-        state = between - within_state / m - c
+        within_state = with_loo(self.within_state)  # → σ_b² + σ_c²/K
+        action = within_state - residual / k  # between → σ_a² + (σ_b² + σ_c²/K)/M
+        state = between - within_state / m
+        if self.action_noise is not None:
+            action = action - with_loo(self.action_noise)
         return {"total": state + action + residual, "state": state, "action": action, "residual": residual}
 
 
@@ -365,6 +371,11 @@ class RowSamples:
     """Estimator name → ``(N, M, K, P)``."""
     ended: np.ndarray
     """``(N, M, K)``: whether the row's window held an episode end."""
+    score: Tensor
+    """``(N, M, P)``: ``∇_params log π(a|s)`` of each action."""
+    baseline_noise: Tensor
+    """``(N,)``: the variance of the ``mc_v`` baseline at each state, ``Var(R̂|s)/L``, estimated from its ``L``
+    returns."""
 
 
 def sample_estimates(
@@ -375,6 +386,7 @@ def sample_estimates(
     n_continuations: int = 4,
     max_age: int | None = None,
     seed: int = 0,
+    n_baseline: int = 8,
 ) -> RowSamples:
     """Estimates of every estimator the model supports, on the same rows, actions and continuations.
 
@@ -391,15 +403,10 @@ def sample_estimates(
     with th.no_grad():
         params, values, features = _forward(policy, obs_t)
         actions = _sample(policy, params.repeat_interleave(m, 0))  # (N·M, ...)
-    copies = []
-    for chain in chains:
-        for _ in range(m * k):
-            copies.append(copy.deepcopy(chain))
-            _reseed(copies[-1], rng)
     per_row = m * k
     runs = continue_rows(
         model,
-        copies,
+        _copies(chains, per_row, rng),
         actions.repeat_interleave(k, 0),
         values.repeat_interleave(per_row),
         horizons.repeat(per_row),
@@ -407,14 +414,24 @@ def sample_estimates(
     advantages = th.as_tensor(runs.advantages, dtype=th.float32, device=params.device).view(n, m, k)
     returns = advantages + values.view(n, 1, 1)
     score = policy_score(model, params, actions).view(n, m, 1, -1)
-    # Leave-one-out baseline: the other actions' returns (not this action's other continuations, which
-    # share its action and so would bias the estimate).
-    action_sums = returns.sum(2)
-    others = (action_sums.sum(1, keepdim=True) - action_sums) / ((m - 1) * k)
+    # The Monte Carlo V: L other actions at each state, each continued once, so that its returns are
+    # independent of each other and of the sample (continuations of one action are not, with
+    # deterministic rewards).
+    with th.no_grad():
+        pool_actions = _sample(policy, params.repeat_interleave(n_baseline, 0))
+    pool = continue_rows(
+        model,
+        _copies(chains, n_baseline, rng),
+        pool_actions,
+        values.repeat_interleave(n_baseline),
+        horizons.repeat(n_baseline),
+    )
+    pool_returns = th.as_tensor(pool.advantages, dtype=th.float32, device=params.device).view(n, -1)
+    pool_returns = pool_returns + values.view(n, 1)
     estimates = {
         "reinforce": returns.unsqueeze(-1) * score,
         "a2c": advantages.unsqueeze(-1) * score,
-        "loo": (returns - others.unsqueeze(-1)).unsqueeze(-1) * score,
+        "mc_v": (returns - pool_returns.mean(1).view(n, 1, 1)).unsqueeze(-1) * score,
     }
     own = own_estimator(model)
     if own is not None:
@@ -428,7 +445,66 @@ def sample_estimates(
                 params, policy.control_variate, context, n_samples=CV_MEAN_SAMPLES
             )
         estimates[f"{own}_state"] = (advantages - state_part.view(n, 1, 1)).unsqueeze(-1) * score
-    return RowSamples(obs_t, th.as_tensor(horizons), estimates, runs.ended.reshape(n, m, k))
+    reference = exact_reference(env)
+    if reference is not None:
+        horizon = th.as_tensor(horizons, device=params.device)
+        estimates.update(exact_estimates(model, reference, obs_t, horizon, params, values, actions, returns, score))
+    noise = pool_returns.double().var(1) / n_baseline
+    return RowSamples(obs_t, th.as_tensor(horizons), estimates, runs.ended.reshape(n, m, k), score[:, :, 0], noise)
+
+
+def _copies(chains: list[gym.Env], per_chain: int, rng: np.random.Generator) -> list[gym.Env]:
+    """``per_chain`` copies of each env, in order, each with a random stream of its own."""
+    copies = []
+    for chain in chains:
+        for _ in range(per_chain):
+            copies.append(copy.deepcopy(chain))
+            _reseed(copies[-1], rng)
+    return copies
+
+
+def exact_estimates(
+    model: BaseAlgorithm,
+    reference: AffineReward,
+    obs: Tensor,
+    horizon: Tensor,
+    params: Tensor,
+    values: Tensor,
+    actions: Tensor,
+    returns: Tensor,
+    score: Tensor,
+) -> dict[str, Tensor]:
+    """The estimators with exact critics, on the same rows: ``a2c_exact_v`` and ``<own>_exact_v`` (one-step
+    episodes), and ``exact_q``, each ``(N, M, K, P)``."""
+    n, m, k = returns.shape
+    relaxation = estimator_for(model.action_space).relaxation
+    params = params.detach().requires_grad_()
+    probs = relaxation.mean_indicator(params)
+    slopes, _ = reference.coefficients(obs)
+    (mean_effect,) = th.autograd.grad((slopes * probs).sum(), params)  # ∇_params E_π[w* · ind(a)]
+    flat_actions = actions_for_relaxation(actions, model.action_space)
+    indicator = relaxation.indicator(params.detach().repeat_interleave(m, 0), flat_actions)
+    effects = (slopes.repeat_interleave(m, 0) * (indicator - probs.detach().repeat_interleave(m, 0))).sum(-1)
+    # q = A*(s, a) + (V* − V̂)(s): on one-step episodes q = r − V̂ exactly, and [Â − q] is zero
+    coefficient = returns - effects.view(n, m, 1)
+    estimates = {}
+    if reference.one_step:
+        v_star = reference.state_values(obs, probs.detach()).view(n, 1, 1)
+        estimates["a2c_exact_v"] = (returns - v_star).unsqueeze(-1) * score
+        coefficient = coefficient - v_star
+        own = own_estimator(model)
+        if own is not None:
+            policy = model.policy
+            _, _, features = _forward(policy, obs)
+            context = policy.cv_context(features, params.detach(), horizon).repeat_interleave(m * k, 0)
+            rows = params.detach().repeat_interleave(m * k, 0).requires_grad_()
+            advantages = (returns - v_star).flatten()
+            _, g = model.estimate(rows, flat_actions.repeat_interleave(k, 0), advantages, context)
+            estimates[f"{own}_exact_v"] = g.detach().view(n, m, k, -1)
+    else:
+        coefficient = coefficient - values.view(n, 1, 1)
+    estimates["exact_q"] = coefficient.unsqueeze(-1) * score + mean_effect.view(n, 1, 1, -1)
+    return estimates
 
 
 def policy_score(model: BaseAlgorithm, params: Tensor, actions: Tensor) -> Tensor:
@@ -439,6 +515,8 @@ def policy_score(model: BaseAlgorithm, params: Tensor, actions: Tensor) -> Tenso
 
 
 # ------------------------------------------------------------------------------ parameter space
+
+SCORE = "_score"
 
 
 def _row_vjp(params: Tensor, theta: list[Tensor], vectors: Tensor) -> Tensor:
@@ -460,8 +538,11 @@ def parameter_space_statistics(model: BaseAlgorithm, rows: RowSamples) -> dict[s
     Works through the states in chunks, holding ``ĝ_θ`` for one chunk at a time; what it keeps is one
     mean vector per state and estimator (``N · E · D`` floats).
     """
-    names = list(rows.estimates)
-    g = th.stack([rows.estimates[name] for name in names], dim=1)  # (N, E, M, K, P)
+    # The score rides along as one more "estimator" (the same for every continuation): the Monte Carlo
+    # baseline's noise is its variance times the score's squared norm in parameter space.
+    estimates = {**rows.estimates, SCORE: rows.score.unsqueeze(2).expand_as(rows.estimates["a2c"])}
+    names = list(estimates)
+    g = th.stack([estimates[name] for name in names], dim=1)  # (N, E, M, K, P)
     n, e, m, k, p = g.shape
     theta = _theta(model.policy)
     size = sum(t.numel() for t in theta)
@@ -493,28 +574,38 @@ def parameter_space_statistics(model: BaseAlgorithm, rows: RowSamples) -> dict[s
         mean_norms.append(mu.pow(2).sum(-1))
     wp, ws, mu, norms = (th.cat(parts) for parts in (within_pair, within_state, means, mean_norms))
     stats = {name: StateStatistics(wp[:, i], ws[:, i], mu[:, i], norms[:, i], m, k) for i, name in enumerate(names)}
-    if "loo" in stats:
-        # Two actions' leave-one-out samples are correlated: each one's baseline holds the other's return,
-        # which is correlated with the other's score. Their covariance is c = ‖E[ĝ|s]‖²/(M−1)², and
-        # their mean cross product estimates ‖E[ĝ|s]‖² + c = c ((M−1)² + 1).
-        covariance = stats["loo"].cross_products() / ((m - 1) ** 2 + 1)
-        stats["loo"] = dataclasses.replace(stats["loo"], block_covariance=covariance)
+    # The baseline b̂ is shared by a state's actions but independent of them: (V − b̂) ∇log π adds
+    # Var(b̂|s) E‖J ∇log π‖² to the action part and nothing else (E[∇log π] = 0), which is taken out.
+    noise = rows.baseline_noise.to(wp.dtype) * stats.pop(SCORE).mean_squared_norms()
+    stats["mc_v"] = dataclasses.replace(stats["mc_v"], action_noise=noise)
     return stats
 
 
 # -------------------------------------------------------------------------------------- diagnose
 
 
-def ratio_pairs(own: str | None) -> list[tuple[str, str, str]]:
+def ratio_pairs(own: str | None, names: Sequence[str] = ()) -> list[tuple[str, str, str]]:
     """``(numerator, denominator, what their variance ratio says)`` for a model whose control-variate
-    estimator is ``own`` (None: it has none)."""
-    pairs = [("loo", "a2c", "what a better state baseline leaves of A2C's")]
+    estimator is ``own`` (None: it has none), among the estimators ``names`` that were sampled."""
+    pairs = [("mc_v", "a2c", "what a better state baseline leaves of A2C's")]
     if own is not None:
         pairs += [
             (own, f"{own}_state", "what the action dependence leaves of the control variate's state part"),
             (f"{own}_state", "a2c", "what the control variate's state part leaves of A2C's"),
             (own, "a2c", "the model's estimator against A2C's"),
         ]
+    if "a2c_exact_v" in names:
+        pairs += [
+            ("a2c_exact_v", "a2c", "what the exact V leaves of A2C's"),
+            ("mc_v", "a2c_exact_v", "the Monte Carlo V against the exact one (1 if it is right)"),
+        ]
+        if own is not None:
+            pairs += [
+                (own, "a2c_exact_v", "the model's estimator against A2C with the exact V"),
+                (f"{own}_exact_v", own, "what the exact V leaves of the model's estimator"),
+            ]
+    if "exact_q" in names:
+        pairs.append(("exact_q", "a2c", "what the exact action value leaves of A2C's"))
     return pairs
 
 
@@ -545,25 +636,28 @@ def diagnose(
     n_continuations: int = 4,
     seed: int = 0,
     max_age: int | None = None,
+    n_baseline: int = 8,
 ) -> Diagnosis:
-    """The variance decomposition of each estimator the model supports, at its current policy."""
+    """The variance decomposition of each estimator the model supports, at its current policy, with a Monte
+    Carlo state value from ``n_baseline`` independent returns per state."""
     devices = [model.device] if model.device.type == "cuda" else []
     with th.random.fork_rng(devices=devices):  # leave the caller's (e.g. training's) random stream untouched
         th.manual_seed(seed)
-        rows = sample_estimates(model, env, n_states, n_actions, n_continuations, max_age, seed)
+        rows = sample_estimates(model, env, n_states, n_actions, n_continuations, max_age, seed, n_baseline)
     statistics = parameter_space_statistics(model, rows)
     parts = {name: stats.parts() for name, stats in statistics.items()}
     own = own_estimator(model)
-    ratios = {  # on the same states, so each leave-one-out ratio pairs like with like
+    ratios = {  # on the same states, so each leave-one-state-out ratio pairs like with like
         f"{numerator}/{denominator}": {
             part: _jackknife(parts[numerator][part] / parts[denominator][part]) for part in ("total", "action")
         }
-        for numerator, denominator, _ in ratio_pairs(own)
+        for numerator, denominator, _ in ratio_pairs(own, list(parts))
     }
     settings = {
         "n_states": n_states,
         "n_actions": n_actions,
         "n_continuations": n_continuations,
+        "n_baseline": n_baseline,
         "max_age": max_age or default_max_age(env),
         "seed": seed,
         "n_steps": model.n_steps,
@@ -673,7 +767,7 @@ class ActionVarianceCallback(BaseCallback):
         self.logger.record("train/action_var_frac_se", own.action_fraction.se)
         self.logger.record("train/action_var_frac_a2c", a2c.action_fraction.value)
         self.logger.record("train/action_var_frac_a2c_se", a2c.action_fraction.se)
-        self.logger.record("train/var_ratio_loo_a2c", result.ratios["loo/a2c"]["total"].value)
+        self.logger.record("train/var_ratio_mc_v_a2c", result.ratios["mc_v/a2c"]["total"].value)
         if result.own is not None:
             own_state = result.ratios[f"{result.own}/{result.own}_state"]["total"]
             self.logger.record("train/var_ratio_own_state", own_state.value)
@@ -689,7 +783,7 @@ def format_table(result: Diagnosis) -> str:
     for name, d in result.estimators.items():
         lines.append(f"| {name} | {d.total} | {d.state} | {d.action} | {d.residual} | {d.action_fraction:.2f} |")
     lines += ["", "| variance ratio | total | action part | reads |", "|---|---|---|---|"]
-    for numerator, denominator, meaning in ratio_pairs(result.own):
+    for numerator, denominator, meaning in ratio_pairs(result.own, list(result.estimators)):
         parts = result.ratios[f"{numerator}/{denominator}"]
         lines.append(f"| {numerator}/{denominator} | {parts['total']:.3f} | {parts['action']:.3f} | {meaning} |")
     return "\n".join(lines)

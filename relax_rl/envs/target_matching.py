@@ -13,7 +13,11 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
+from torch import Tensor
+
+from relax_rl.envs.reference import AffineReward
 
 #: Dimensions registered as ready-made ids; any other is a constructor argument away.
 REGISTERED_DIMS = (8, 16, 32, 64, 128, 256, 512, 1024)
@@ -58,6 +62,14 @@ class TargetMatchingEnv(gym.Env):
         self._context = np.zeros(context_dim, np.float32)
         self._t = 0
 
+    def exact_reference(self) -> TargetMatchingReward:
+        """The reward in closed form (:mod:`relax_rl.envs.reference`): the exact values to measure critics by."""
+        return TargetMatchingReward(
+            self._target_map,
+            binary=isinstance(self.action_space, spaces.MultiBinary),
+            one_step=self.episode_length == 1,
+        )
+
     def target(self, context: np.ndarray) -> np.ndarray:
         """The sub-actions that earn the full reward for ``context``: ``argmax_c W_ic · x``."""
         return (self._target_map @ context).argmax(-1)
@@ -95,3 +107,26 @@ def register_target_matching() -> None:
                 kwargs={"n_actions": dim, **kwargs},
                 reward_threshold=SOLVED_FRACTION * kwargs.get("episode_length", 1),
             )
+
+
+class TargetMatchingReward(AffineReward):
+    """Target matching's reward, ``r(x, a) = (1/D) Σ_i 1[a_i = t_i(x)]``, as ``w*(x) · ind(a) + c*(x)``.
+
+    Bits (``MultiBinary``): ``w*_i = (2 t_i − 1)/D`` and ``c* = #{i: t_i = 0}/D``. One-hot blocks
+    (``MultiDiscrete``): ``w*_ik = 1[k = t_i]/D`` and ``c* = 0``. The next context is drawn afresh whatever
+    the action, so the action changes nothing that follows.
+    """
+
+    def __init__(self, target_map: np.ndarray, binary: bool, one_step: bool):
+        self.target_map = torch.as_tensor(target_map)  # (D, K, context)
+        self.binary, self.one_step = binary, one_step
+
+    def coefficients(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        target_map = self.target_map.to(obs.device, obs.dtype)
+        targets = torch.einsum("dkc,bc->bdk", target_map, obs).argmax(-1)  # (batch, D)
+        n_actions = targets.shape[-1]
+        if self.binary:
+            slopes = (2 * targets - 1).to(obs.dtype) / n_actions
+            return slopes, (targets == 0).sum(-1).to(obs.dtype) / n_actions
+        one_hot = torch.nn.functional.one_hot(targets, target_map.shape[1]).to(obs.dtype) / n_actions
+        return one_hot.flatten(1), obs.new_zeros(len(obs))

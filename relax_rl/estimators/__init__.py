@@ -2,6 +2,7 @@
 
 from relax_rl.estimators.control_variates import (
     ARCHITECTURES,
+    READS_PARAMS,
     ControlVariate,
     FactorisedControlVariate,
     LinearControlVariate,
@@ -35,6 +36,7 @@ from relax_rl.estimators.relaxations import (
 
 __all__ = [
     "ARCHITECTURES",
+    "READS_PARAMS",
     "BernoulliRelaxation",
     "CategoricalRelaxation",
     "ControlVariate",

@@ -141,11 +141,22 @@ class MLPControlVariate(_LearnedControlVariate):
 
 
 class LinearControlVariate(_LearnedControlVariate):
-    """``c_φ(z) = w(context) · relax(z, τ) + b(context)``: linear in the relaxed action.
+    """``c_φ(z) = w(context) · (x − m) + b(context)``, affine in ``x``: the relaxed sample ``relax(z, τ)``, or
+    ``z`` itself (for the all-action form, the sample's indicator).
 
-    The weights come from a network of the context (free parameters without one). It
-    represents exactly any ``f`` that is additive over sub-actions, and needs no hidden
-    units per action dimension, so it scales to thousands of sub-actions.
+    The slopes ``w`` and the offset ``b`` come from networks of the context (free parameters without
+    one). It represents exactly any ``f`` that is additive over sub-actions, and scales to thousands of
+    them. Two options make its slopes easier to learn (docs/design.md, "The all-action form"):
+
+    - ``centred``: ``m`` is the mean of the indicator under the distribution, ``E_θ[ind(b)]``, read from the
+      distribution parameters that the context ends with (``params_dim`` columns, detached). Then
+      ``E[c] = b`` exactly at the hard sample, and the slopes are orthogonal to the state part: a slope
+      error does not move ``b``. Uncentred, ``m = 0``.
+    - ``per_sub_action``: each sub-action ``i`` gets its slopes and an offset of its own from one network shared
+      by the sub-actions, ``(w_i, b_i) = g([P_i(context), e_i, θ_i])``: ``P_i`` is a linear map of the context
+      of its own, ``e_i`` a learned embedding of its position and ``θ_i`` its own (detached) distribution
+      parameters. Then ``c = Σ_i [w_i · (x_i − m_i) + b_i] + b_0(context)``, whose state part is additive over
+      sub-actions too: what a sub-action's logit says about its effect is learned once for all of them.
     """
 
     def __init__(
@@ -159,17 +170,63 @@ class LinearControlVariate(_LearnedControlVariate):
         activation: type[nn.Module] = nn.Tanh,
         relaxed_input: bool = True,
         temperature_bounds: tuple[float, float] | None = None,
+        params_dim: int = 0,
+        centred: bool = False,
+        n_blocks: int = 1,
+        per_sub_action: bool = False,
+        embedding_dim: int = 8,
+        block_hidden: Sequence[int] = (32,),
     ):
         super().__init__(relaxation, context_dim, temperature, learn_temperature, relaxed_input, temperature_bounds)
-        self.net = mlp(context_dim, hidden if context_dim else (), z_dim + 1, activation, zero_output=True)
+        if (centred or per_sub_action) and not (params_dim and hasattr(relaxation, "mean_indicator")):
+            raise ValueError(
+                "a centred or per-sub-action linear control variate reads the distribution parameters of a discrete "
+                "variable: give params_dim > 0 (the context's last columns) and a discrete relaxation"
+            )
+        if per_sub_action and (z_dim % n_blocks or params_dim % n_blocks):
+            raise ValueError(f"per-sub-action slopes need {n_blocks} equal sub-actions, got z_dim {z_dim}")
+        if params_dim > context_dim:
+            raise ValueError(f"params_dim {params_dim} is larger than the context ({context_dim})")
+        self.z_dim, self.params_dim, self.centred = z_dim, params_dim, centred
+        self.n_blocks, self.per_sub_action = n_blocks, per_sub_action
+        hidden = hidden if context_dim else ()
+        self.net = mlp(context_dim, hidden, 1 if per_sub_action else z_dim + 1, activation, zero_output=True)
+        if per_sub_action:
+            shared = context_dim - params_dim
+            self.projection = nn.Linear(shared, n_blocks * embedding_dim) if shared else None
+            self.embedding = nn.Embedding(n_blocks, embedding_dim)
+            block_in = embedding_dim * (1 + bool(shared)) + params_dim // n_blocks
+            self.block_net = mlp(block_in, block_hidden, z_dim // n_blocks + 1, activation, zero_output=True)
 
     @property
     def affine(self) -> bool:
         return not self.relaxed_input  # softmax(z/τ) is not affine in z
 
+    def _params(self, context: Tensor) -> Tensor:
+        return context[:, context.shape[1] - self.params_dim :]
+
+    def slopes_and_offset(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """``w(context)``, ``(batch, z_dim)``, and ``b(context)``, ``(batch,)``: the value at ``x = m``."""
+        if not self.per_sub_action:
+            out = self.net(context)
+            return out[:, :-1], out[:, -1]
+        batch = context.shape[0]
+        parts = [self._params(context).unflatten(1, (self.n_blocks, -1))]
+        parts.append(self.embedding.weight.unsqueeze(0).expand(batch, -1, -1))
+        if self.projection is not None:
+            shared = context[:, : context.shape[1] - self.params_dim]
+            parts.append(self.projection(shared).unflatten(1, (self.n_blocks, -1)))
+        out = self.block_net(torch.cat(parts, dim=-1))  # (batch, blocks, block size + 1)
+        return out[..., :-1].flatten(1), out[..., -1].sum(-1) + self.net(context).squeeze(-1)
+
+    def centre(self, context: Tensor) -> Tensor | float:
+        """``m``: the indicator's mean under the distribution (centred), else 0."""
+        return self.relaxation.mean_indicator(self._params(context)) if self.centred else 0.0
+
     def forward(self, z: Tensor, context: Tensor | None = None) -> Tensor:
-        out = self.net(self._context(z, context))  # without a context: (batch, 0) in, the bias out
-        return (out[:, :-1] * self._input(z)).sum(-1) + out[:, -1]
+        context = self._context(z, context)  # without a context: (batch, 0) in, the offset out
+        slopes, offset = self.slopes_and_offset(context)
+        return (slopes * (self._input(z) - self.centre(context))).sum(-1) + offset
 
 
 class FactorisedControlVariate(_LearnedControlVariate):
@@ -255,8 +312,12 @@ class SumControlVariate(ControlVariate):
         return sum(term(z, context) for term in self.terms)
 
 
-#: Names of the free-form architectures accepted by :func:`make_control_variate`.
-ARCHITECTURES = ("mlp", "linear", "factorised")
+#: Names of the free-form architectures accepted by :func:`make_control_variate`. ``centred`` and
+#: ``per_sub_action`` are :class:`LinearControlVariate` centred on the distribution's mean, the latter with
+#: one network for every sub-action's slopes and offset; both read the distribution parameters (``params_dim``).
+ARCHITECTURES = ("mlp", "linear", "centred", "per_sub_action", "factorised")
+#: The architectures that read the distribution parameters at the end of their context.
+READS_PARAMS = ("centred", "per_sub_action")
 
 
 def make_control_variate(
@@ -268,11 +329,13 @@ def make_control_variate(
     hidden: Sequence[int] = (64, 64),
     **kwargs,
 ) -> _LearnedControlVariate:
-    """One of the free-form control variates by name; ``n_blocks`` sub-actions make up ``z``."""
+    """One of the free-form control variates by name; ``n_blocks`` sub-actions make up ``z``. ``params_dim``
+    (a keyword) says how many of the context's last columns are the distribution parameters."""
     if arch == "mlp":
         return MLPControlVariate(relaxation, z_dim, context_dim, hidden, **kwargs)
-    if arch == "linear":
-        return LinearControlVariate(relaxation, z_dim, context_dim, hidden, **kwargs)
+    if arch in ("linear", *READS_PARAMS):
+        options = {"centred": arch != "linear", "per_sub_action": arch == "per_sub_action", "n_blocks": n_blocks}
+        return LinearControlVariate(relaxation, z_dim, context_dim, hidden, **options, **kwargs)
     if arch == "factorised":
         return FactorisedControlVariate(relaxation, z_dim, n_blocks, context_dim, hidden, **kwargs)
     raise ValueError(f"unknown control-variate architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
