@@ -29,13 +29,22 @@ def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-@pytest.mark.parametrize("replay", [0, 3], ids=["no-replay", "replay"])
+SCHEDULES = {
+    "no-replay": {"critic_replay": 0},
+    "replay": {"critic_replay": 3},
+    "replay-phi-on-the-rollout-vtrace": {"critic_replay": 3, "cv_data": "rollout", "critic_target": "vtrace"},
+    "replay-recomputed-age-weighted": {"critic_replay": 3, "critic_target": "recomputed", "critic_half_life": 1.0},
+}
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("pg_estimator", ["relax", "all_action"])
-def test_theta_gradient_is_taken_before_v_and_phi_train_on_the_rollout(replay: int, pg_estimator: str) -> None:
+def test_theta_gradient_is_taken_before_v_and_phi_train_on_the_rollout(schedule: str, pg_estimator: str) -> None:
     """The rule of DESIGN.md §4b, checked at every update: when θ's estimate is formed, φ and V are as they
     were before the update, and the advantages are the buffer's (made by the V of collection time)."""
+    replay = SCHEDULES[schedule]["critic_replay"]
     model = cartpole(
-        pg_estimator=pg_estimator, critic_replay=replay, critic_steps=3, cv_steps=2, cv_objective="regression+logits"
+        pg_estimator=pg_estimator, critic_steps=3, cv_steps=2, cv_objective="regression+logits", **SCHEDULES[schedule]
     )
     policy = model.policy
     value_modules = torch.nn.ModuleList([policy.mlp_extractor.value_net, policy.value_net])
@@ -109,6 +118,20 @@ def test_the_temperature_stays_in_its_bounds() -> None:
         ({"critic_batch_size": 0}, "critic_batch_size must be a positive integer"),
         ({"cv_objective": "mse"}, "cv_objective must be one of"),
         ({"pg_estimator": "all_action", "policy_kwargs": {"cv_arch": "mlp"}}, "affine"),
+        ({"cv_data": "buffer"}, "cv_data must be one of"),
+        ({"critic_target": "td"}, "critic_target must be one of"),
+        ({"critic_half_life": 0.0}, "critic_half_life must be a positive number"),
+        ({"critic_replay": 0, "critic_target": "vtrace"}, "set critic_replay > 0"),
+        ({"critic_target": "corrected"}, "cv_arch linear, centred"),
+        (
+            {"critic_target": "corrected", "normalize_advantage": True, "policy_kwargs": {"cv_arch": "centred"}},
+            "set normalize_advantage=False",
+        ),
+        (
+            {"pg_estimator": "a2c", "critic_target": "corrected", "policy_kwargs": {"cv_arch": "centred"}},
+            "by regression",
+        ),
+        ({"policy_kwargs": {"cv_arch": "conv"}}, "cv_arch"),
     ],
 )
 def test_bad_options_are_named(kwargs: dict, match: str) -> None:
