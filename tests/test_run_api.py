@@ -123,3 +123,15 @@ def test_compare_on_an_unreachable_ray_cluster_is_one_line_and_starts_nothing(tm
     error = capsys.readouterr().err.strip()
     assert "cannot reach a Ray cluster" in error and "\n" not in error and "Traceback" not in error
     assert not out.exists()
+
+
+def test_a_run_on_an_env_with_an_exact_reference_logs_its_critics_fit(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = resolve_config(
+        "relax_a2c", "relax_rl/TargetMatching-D16-v0", 0, device="cpu", **{**TINY, "diagnose_freq": 200}
+    )
+    train(config, tmp_path / "run")
+    (events,) = (tmp_path / "run").glob("tensorboard*/events.*")
+    tags = EventAccumulator(str(events)).Reload().Tags()["scalars"]
+    assert {"reference/v_rmse", "reference/v_mean_error", "reference/state_part_rmse"} <= set(tags), tags

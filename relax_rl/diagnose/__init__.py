@@ -1,5 +1,5 @@
-"""Where the policy gradient's variance comes from: the decomposition (:mod:`.decomposition`), and the
-callback that logs it during training. ``python -m relax_rl.diagnose`` is :mod:`relax_rl.cli.diagnose`."""
+"""Where the policy gradient's variance comes from: the decomposition (:mod:`.decomposition`), the
+callback that logs it during training, and the critics' fit against exact references (:mod:`.reference`). ``python -m relax_rl.diagnose`` is :mod:`relax_rl.cli.diagnose`."""
 
 from relax_rl.diagnose.decomposition import (
     DEFAULT_MAX_AGE,
@@ -17,20 +17,24 @@ from relax_rl.diagnose.decomposition import (
     parameter_space_statistics,
     sample_estimates,
 )
+from relax_rl.diagnose.reference import CriticFitCallback, critic_fit, r_squared
 
 __all__ = [
     "DEFAULT_MAX_AGE",
     "ActionVarianceCallback",
+    "CriticFitCallback",
     "Diagnosis",
     "EnvNotCopyableError",
     "VarianceDecomposition",
     "check_copyable",
     "continue_rows",
+    "critic_fit",
     "decompose_variance",
     "diagnose",
     "format_table",
     "observes_raw_env",
     "on_policy_states",
     "parameter_space_statistics",
+    "r_squared",
     "sample_estimates",
 ]

@@ -89,5 +89,7 @@ class CriticFitCallback(BaseCallback):
             return
         self._next = (self.num_timesteps // self.interval + 1) * self.interval
         rollout, horizon = whole_rollout(self.model.rollout_buffer)
-        for key, value in critic_fit(self.model, self.reference, rollout.observations, horizon).items():
+        with th.random.fork_rng(devices=[]):  # RELAX's E_π[ĉ] draws z: training's draws must not move
+            fit = critic_fit(self.model, self.reference, rollout.observations, horizon)
+        for key, value in fit.items():
             self.logger.record(f"reference/{key}", value)

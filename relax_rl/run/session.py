@@ -31,7 +31,7 @@ from relax_rl.checkpoint import (
     read_meta,
 )
 from relax_rl.config import RunConfig, load_algo_class
-from relax_rl.diagnose import ActionVarianceCallback, observes_raw_env
+from relax_rl.diagnose import ActionVarianceCallback, CriticFitCallback, observes_raw_env
 from relax_rl.envs import get_spec
 from relax_rl.errors import UsageError
 from relax_rl.run.build import make_env
@@ -55,6 +55,7 @@ class Session:
     control: RunControl
     parts: dict[str, Resumable]
     diagnostics: ActionVarianceCallback | None = None
+    critic_fit: CriticFitCallback | None = None
 
     @classmethod
     def create(cls, config: RunConfig, run_dir: Path, report: Report | None = None) -> Session:
@@ -81,11 +82,13 @@ class Session:
             if config.diagnose_freq and observes_raw_env(config)
             else None
         )
-        return cls(tracker, evaluator, clock, control, parts, diagnostics)
+        # Logs nothing unless the env has an exact reference (target matching): then reference/<fit> too.
+        critic_fit = CriticFitCallback(config.diagnose_freq) if config.diagnose_freq else None
+        return cls(tracker, evaluator, clock, control, parts, diagnostics, critic_fit)
 
     def callbacks(self, progress: bool) -> list[BaseCallback]:
         """In order: the clock starts first; progress lines, when there is no bar, come last."""
-        optional = [c for c in (self.evaluator, self.diagnostics) if c is not None]
+        optional = [c for c in (self.evaluator, self.diagnostics, self.critic_fit) if c is not None]
         return [self.clock, self.tracker, *optional, self.control, *([] if progress else [ProgressLog(self.tracker)])]
 
     def report_error(self) -> BaseException | None:
