@@ -312,7 +312,7 @@ def test_diagnose_cli_prints_one_json_object_and_a_table(tmp_path, capsys) -> No
     train = [sys.executable, "train.py", "--total-timesteps", "200", "--n-envs", "2", "--run-dir", str(run_dir)]
     subprocess.run([*train, "--eval-freq", "0", "--checkpoint-freq", "0"], check=True, capture_output=True)
     model = str(run_dir / "final_model.zip")
-    sizes = ["--samples", "4", "--actions", "3", "--continuations", "2", "--max-age", "20"]
+    sizes = ["--samples", "4", "--actions", "3", "--continuations", "2", "--baseline-samples", "3", "--max-age", "20"]
     proc = subprocess.run(
         [sys.executable, "-m", "relax_rl.diagnose", "--model", model, *sizes, "--json"], capture_output=True, text=True
     )
@@ -320,6 +320,7 @@ def test_diagnose_cli_prints_one_json_object_and_a_table(tmp_path, capsys) -> No
     result = json.loads(proc.stdout)
     assert result["env"] == "CartPole-v1" and result["algo"] == "relax_a2c"
     assert result["settings"]["n_states"] == 4 and result["settings"]["pg_estimator"] == "relax"
+    assert result["settings"]["n_baseline"] == 3
     for name in ("reinforce", "a2c", "mc_v", "relax", "relax_state"):
         parts = {part: v["value"] for part, v in result["estimators"][name].items()}
         assert parts["total"] == pytest.approx(parts["state"] + parts["action"] + parts["residual"])
@@ -334,7 +335,7 @@ def test_diagnose_cli_bad_input_is_one_line(tmp_path, capsys) -> None:
     missing = ["--model", str(tmp_path / "missing.zip"), "--env", "CartPole-v1"]
     proc = subprocess.run([sys.executable, "-m", "relax_rl.diagnose", *missing], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    for bad in (["--samples", "2"], ["--actions", "1"], ["--max-age", "0"]):
+    for bad in (["--samples", "2"], ["--actions", "1"], ["--baseline-samples", "1"], ["--max-age", "0"]):
         assert main([*missing, *bad]) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and err.startswith("error: --"), bad

@@ -32,7 +32,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
 from relax_rl import RelaxA2C
-from relax_rl.envs import get_spec, make_vec_env
+from relax_rl.diagnose import critic_fit
+from relax_rl.envs import AffineReward, exact_reference, get_spec, make_vec_env
 
 HERE = Path(__file__).resolve().parent
 #: The replay of the probe in issue 12: 32 rollouts, 4 minibatch steps of 256 rows for V; one for φ
@@ -55,7 +56,64 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "cv_horizon_input": True,
         **REPLAY,
     },
+    # Issue 21's designs. Centred: q̂ = w·(ind(a) − π) + b, so a slope error cannot move the state part.
+    "all_action_centred": {
+        "pg_estimator": "all_action",
+        "cv_objective": "regression",
+        "cv_horizon_input": True,
+        "policy_kwargs": {"cv_arch": "centred"},
+        **REPLAY,
+    },
+    # Per-sub-action slopes from each sub-action's own logit, 16 φ steps, and V trained on r − q̂'s action
+    # effect ("corrected"), which ĉ in the returns' units needs.
+    "all_action_per_sub_action": {
+        "pg_estimator": "all_action",
+        "cv_objective": "regression",
+        "cv_steps": 16,
+        "cv_horizon_input": True,
+        "critic_target": "corrected",
+        "policy_kwargs": {"cv_arch": "per_sub_action"},
+        **REPLAY,
+    },
+    # Its honest control: A2C's estimator with the same V (and the same ĉ, trained only for V's target).
+    "a2c_replay_corrected": {
+        "pg_estimator": "a2c",
+        "cv_objective": "regression",
+        "cv_steps": 16,
+        "cv_horizon_input": True,
+        "critic_target": "corrected",
+        "policy_kwargs": {"cv_arch": "per_sub_action"},
+        **REPLAY,
+    },
+    "relax_per_sub_action": {
+        "pg_estimator": "relax",
+        "cv_objective": "regression+logits",
+        "cv_steps": 8,
+        "cv_horizon_input": True,
+        "policy_kwargs": {"cv_arch": "per_sub_action"},
+        **REPLAY,
+    },
+    # φ fitted on each rollout (before θ steps), V on the replay: finding 6 of issue 21.
+    "relax_phi_on_rollout": {
+        "pg_estimator": "relax",
+        "cv_objective": "regression+logits",
+        "cv_horizon_input": True,
+        "cv_data": "rollout",
+        **REPLAY,
+    },
+    # The ceilings, on envs with an exact reference only: A2C with V = V*, and the all-action form with the
+    # exact q = w*·ind(a) + c* − V̂ (q̂'s fit switched off). See with_exact_critic().
+    "a2c_exact_v": {"pg_estimator": "a2c", **REPLAY},
+    "all_action_exact_q": {
+        "pg_estimator": "all_action",
+        "cv_objective": "regression",
+        "policy_kwargs": {"cv_arch": "linear", "cv_net_arch": []},
+        **REPLAY,
+    },
 }
+EXACT = {"a2c_exact_v": "v", "all_action_exact_q": "q"}
+#: Timesteps at which a run on an env with an exact reference records its critics' fit (and at its end).
+FIT_AT = (2_000, 8_000, 20_000)
 SOLVE_WINDOW = 100
 #: Steps between the points of a run's learning curve (the 100-episode mean), stored with its result.
 CURVE_EVERY = 10_000
@@ -89,6 +147,61 @@ class StopWhenSolved(BaseCallback):
         return True
 
 
+class FitRecorder(BaseCallback):
+    """Records :func:`relax_rl.diagnose.critic_fit` at the timesteps of ``FIT_AT``, on 1024 fixed contexts
+    drawn as the env draws them (each with a horizon uniform over the window), on a forked random stream."""
+
+    def __init__(self, reference: AffineReward, obs_dim: int, n_steps: int):
+        super().__init__()
+        generator = torch.Generator().manual_seed(12345)
+        self.obs = torch.randn(1024, obs_dim, generator=generator)
+        self.horizon = torch.randint(1, n_steps + 1, (1024,), generator=generator).float()
+        self.reference, self.fits, self.pending = reference, {}, list(FIT_AT)
+
+    def record(self, key: str) -> None:
+        with torch.random.fork_rng(devices=[]):
+            self.fits[key] = critic_fit(self.model, self.reference, self.obs, self.horizon)
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        while self.pending and self.num_timesteps >= self.pending[0]:
+            self.record(str(self.pending.pop(0)))
+
+    def _on_training_end(self) -> None:
+        self.record("end")
+
+
+def with_exact_critic(model: RelaxA2C, reference: AffineReward, kind: str) -> None:
+    """Replaces a critic by the exact one (a benchmark's ceiling, not an option of the library).
+
+    ``"v"``: the values the rollout's advantages are made with are ``V*(s)`` (one-step episodes). ``"q"``: the
+    all-action ``q̂`` is ``w*(s)·ind(a) + c*(s) − V̂(s)``, ``r − V̂`` exactly, and φ's fit is skipped. An MLP
+    policy's features are the observation itself, the first columns of ``ĉ``'s context.
+    """
+    policy, obs_dim = model.policy, model.observation_space.shape[0]
+    if kind == "v":
+        forward = policy.forward
+
+        def exact_v_forward(obs: torch.Tensor, deterministic: bool = False):
+            actions, values, log_prob = forward(obs, deterministic)
+            params = policy.distribution_params_values_features(obs, with_values=False)[0]
+            v_star = reference.state_values(obs, policy.estimator.relaxation.mean_indicator(params))
+            return actions, v_star.view_as(values), log_prob
+
+        policy.forward = exact_v_forward
+        return
+
+    def exact_q(context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        obs = context[:, :obs_dim]
+        slopes, offset = reference.coefficients(obs)
+        return slopes, offset - policy.predict_values(obs).flatten().detach()
+
+    policy.control_variate.slopes_and_offset = exact_q
+    model._fit_control_variate = lambda batch: (torch.zeros(()), True)
+
+
 def threshold_of(result: dict[str, Any]) -> float:
     """The threshold a stored run was made to: results from before ``--threshold`` used the env's."""
     return result.get("threshold", get_spec(result["env"]).reward_threshold)
@@ -115,8 +228,16 @@ def run_one(
         else RelaxA2C("MlpPolicy", env, **VARIANTS[variant], **kwargs)
     )
     stopper = StopWhenSolved(threshold, progress, f"{variant} lr={lr:g} s{seed}")
+    callbacks: list[BaseCallback] = [stopper]
+    reference = None if normalize else exact_reference(env)
+    if variant in EXACT:
+        if reference is None:
+            raise SystemExit(f"{variant} needs an env with an exact reference (target matching), not {env_id}")
+        with_exact_critic(model, reference, EXACT[variant])
+    if reference is not None and variant != "a2c":
+        callbacks.append(FitRecorder(reference, env.observation_space.shape[0], model.n_steps))
     start = time.perf_counter()
-    model.learn(budget, callback=stopper)
+    model.learn(budget, callback=callbacks)
     wall = time.perf_counter() - start
     return {
         "env": env_id,
@@ -134,6 +255,7 @@ def run_one(
         "sps": model.num_timesteps / wall,
         "final_mean_return": float(np.mean(stopper.returns[-SOLVE_WINDOW:])) if stopper.returns else None,
         "curve": stopper.curve,
+        "fit": callbacks[-1].fits if isinstance(callbacks[-1], FitRecorder) else None,
     }
 
 

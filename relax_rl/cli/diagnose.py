@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
         help="largest age (steps since a reset) of a sampled state; states are exactly on-policy when no episode "
         f"is longer (default: the env's episode limit, or {DEFAULT_MAX_AGE})",
     )
+    parser.add_argument(
+        "--baseline-samples",
+        type=int,
+        default=8,
+        help="independent actions per row whose returns make the Monte Carlo state value mc_v (default 8)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     add_threads_argument(parser)
@@ -48,8 +54,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _diagnose(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
-    if args.samples < 3 or min(args.actions, args.continuations) < 2:
-        raise UsageError("--samples must be >= 3, --actions and --continuations >= 2")
+    if args.samples < 3 or min(args.actions, args.continuations, args.baseline_samples) < 2:
+        raise UsageError("--samples must be >= 3, --actions, --continuations and --baseline-samples >= 2")
     if args.max_age is not None and args.max_age < 1:
         raise UsageError("--max-age must be >= 1")
     algo = detect_algo(read_model_data(args.model))
@@ -71,7 +77,9 @@ def _diagnose(argv: Sequence[str] | None) -> int:
     except EnvNotCopyableError as err:
         raise UsageError(f"{env_id} cannot be copied to resample actions at fixed states: {err}") from None
     with torch_threads(args.threads):
-        result = diagnose(model, env, args.samples, args.actions, args.continuations, args.seed, args.max_age)
+        result = diagnose(
+            model, env, args.samples, args.actions, args.continuations, args.seed, args.max_age, args.baseline_samples
+        )
     if args.json:
         print(json.dumps({"algo": algo, "env": env_id, **result.to_dict()}))
         return 0
