@@ -101,6 +101,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "cv_data": "rollout",
         **REPLAY,
     },
+    # V's targets that should not lag the policy: V-trace for the current π, and an age-weighted replay.
+    "a2c_replay_vtrace": {"pg_estimator": "a2c", "critic_target": "vtrace", **REPLAY},
+    "a2c_replay_half_life_8": {"pg_estimator": "a2c", "critic_half_life": 8.0, **REPLAY},
     # The ceilings, on envs with an exact reference only: A2C with V = V*, and the all-action form with the
     # exact q = w*·ind(a) + c* − V̂ (q̂'s fit switched off). See with_exact_critic().
     "a2c_exact_v": {"pg_estimator": "a2c", **REPLAY},

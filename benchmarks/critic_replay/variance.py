@@ -2,9 +2,11 @@
 
 For each (env, variant) a model trains ``--steps`` timesteps at SB3's A2C setting, then the diagnostic
 samples independent rollout rows from it and reports, on the same rows, actions and continuations,
-paired variance ratios with jackknife standard errors: what a better state baseline leaves of A2C's
-(``loo/a2c``), what the control variate's action dependence leaves of its own state part
-(``own/own_state``) and the design against A2C (``own/a2c``).
+paired variance ratios with jackknife standard errors: what a Monte Carlo state value leaves of A2C's
+(``mc_v/a2c``), what the control variate's action dependence leaves of its own state part
+(``own/own_state``) and the design against A2C (``own/a2c``). On target matching also the exact references:
+A2C with the exact ``V*`` (``a2c_exact_v/a2c``), the design against it (``own/a2c_exact_v``) and the exact
+action value (``exact_q/a2c``).
 
     .venv/bin/python benchmarks/critic_replay/variance.py --steps 50000 --states 256
 """
