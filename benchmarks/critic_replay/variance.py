@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -57,6 +58,9 @@ def main() -> None:
         + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out"),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread",
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
     }
     args.out.write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
 
