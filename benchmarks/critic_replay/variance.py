@@ -55,7 +55,9 @@ def main() -> None:
             print(f"{env_id} {variant} after {args.steps} steps: {line}", flush=True)
     meta = {
         "command": "python benchmarks/critic_replay/variance.py "
-        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out"),
+        + " ".join(
+            f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items() if k != "out"
+        ),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread",
         "commit": subprocess.run(
