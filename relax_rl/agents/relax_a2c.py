@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import torch as th
 import torch.nn.functional as F
@@ -28,9 +28,33 @@ from relax_rl.agents.tensor_rollout import TensorRolloutMixin
 from relax_rl.agents.threads import warn_if_threads_are_slow
 
 SelfRelaxA2C = TypeVar("SelfRelaxA2C", bound="RelaxA2C")
-#: What one step of φ trains on: distribution parameters, actions, advantages, ĉ's context, and ĝ^ℓ (None
-#: for the regression, which does not read it).
-CvBatch = tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor, th.Tensor | None]
+
+
+class CvBatch(NamedTuple):
+    """What one step of φ trains on, one row per step."""
+
+    params: th.Tensor
+    """The distribution parameters (logits, or ``[μ, log σ]``), connected to θ where an objective reads it."""
+    actions: th.Tensor
+    advantages: th.Tensor
+    """What ``V`` leaves for ``ĉ`` to explain."""
+    context: th.Tensor
+    """``ĉ``'s input besides the action, fixed before the action was drawn."""
+    g_params: th.Tensor | None = None
+    """``ĝ^ℓ``, differentiable in φ; None for the regression, which does not read it."""
+
+
+class CvObjective(NamedTuple):
+    """``cv_objective``, parsed once: a regression of ``ĉ`` on the advantage, a variance term, or both."""
+
+    regression: bool
+    variance: str | None
+    """``"logits"``, ``"params"`` or None."""
+
+    @classmethod
+    def parse(cls, name: str) -> CvObjective:
+        return cls(name.startswith("regression"), name.removeprefix("regression").removeprefix("+") or None)
+
 
 #: φ's objectives: the variance of ĝ (DESIGN.md §4), a regression of ĉ on the advantage, or their sum.
 CV_OBJECTIVES = ("logits", "params", "regression", "regression+logits", "regression+params")
@@ -47,6 +71,16 @@ CV_DATA = ("rollout", "replay")
 def _all_finite(tensors: list[th.Tensor]) -> bool:
     # One wait for the device per check, however many tensors it covers.
     return bool(th.stack([th.isfinite(t).all() for t in tensors]).all())
+
+
+def _clip_and_check(loss: th.Tensor, parameters: list[th.nn.Parameter], max_norm: float) -> bool:
+    """Clips the gradients' total norm to ``max_norm``; True if the loss and every gradient are finite.
+
+    The total norm that the clip computes anyway is NaN or infinite exactly when some gradient entry is (or
+    when the sum of squares overflows, a gradient no update should take), so one check replaces one per tensor.
+    """
+    norm = th.nn.utils.clip_grad_norm_(parameters, max_norm)
+    return bool(th.isfinite(th.stack([loss.detach(), norm])).all())
 
 
 def _grads(parameters: list[th.nn.Parameter]) -> list[th.Tensor]:
@@ -158,6 +192,8 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         # The policy builds the estimator and the control variate's input; the algorithm owns the choice.
         horizon = self.n_steps if self.cv_horizon_input else 0
         self.policy_kwargs = {**self.policy_kwargs, "pg_estimator": self.pg_estimator, "cv_horizon": horizon}
+        if self.policy_kwargs.get("optimizer_class") is th.optim.RMSprop:  # A2C's: the same steps, fused over tensors
+            self.policy_kwargs["optimizer_kwargs"] = {"foreach": True, **self.policy_kwargs.get("optimizer_kwargs", {})}
         super()._setup_model()
         self.cv_lr_schedule = FloatSchedule(self.cv_learning_rate)
         self.cv_optimizer = th.optim.Adam(
@@ -165,8 +201,14 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         )
         self.replay = RolloutReplay(self.critic_replay) if self.critic_replay else None
         self._check_critic_target()
-        # φ trains when the estimator reads ĉ, or when V's corrected targets read its slopes (then also for A2C's).
-        self.fits_phi = self.policy.estimator.uses_control_variate or self.critic_target == "corrected"
+        # The schedule, chosen once. V steps with θ on this rollout (A2C's), or on the replay after θ. φ trains
+        # when the estimator reads ĉ, or when V's corrected targets read its slopes (then also for A2C's): on
+        # this rollout before θ steps, or on the replay after V.
+        self.objective = CvObjective.parse(self.cv_objective)
+        self.v_on_rollout = self.replay is None
+        fits_phi = self.policy.estimator.uses_control_variate or self.critic_target == "corrected"
+        self.phi_on_rollout = fits_phi and (self.v_on_rollout or self.cv_data == "rollout")
+        self.phi_on_replay = fits_phi and not self.phi_on_rollout
         # Never fewer rows than one rollout: with many envs, V must not see less than A2C would show it.
         self.replay_batch_size = max(self.critic_batch_size or 0, self.n_steps * self.n_envs)
 
@@ -194,7 +236,10 @@ class RelaxA2C(TensorRolloutMixin, A2C):
 
     def _excluded_save_params(self) -> list[str]:
         # Like SB3's replay buffers, the replay is not part of the model file (checkpoints keep it).
-        return [*super()._excluded_save_params(), "cv_optimizer", "replay"]
+        return [
+            *super()._excluded_save_params(),
+            *("cv_optimizer", "replay", "objective", "v_on_rollout", "phi_on_rollout", "phi_on_replay"),
+        ]
 
     def train(self) -> None:
         """One RELAX-A2C update (DESIGN.md §4, §4b; §5 for ``Box`` actions).
@@ -206,68 +251,56 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         self._update_learning_rate(self.policy.optimizer)
         update_learning_rate(self.cv_optimizer, self.cv_lr_schedule(self._current_progress_remaining))
         rollout, horizon = whole_rollout(self.rollout_buffer)
-        # For a Box these are the sampled actions, stored before SB3 clips them for the env.
-        actions = actions_for_relaxation(rollout.actions, self.action_space)
-        replayed = self.replay is not None  # then V trains on the replay, after θ: its values are not needed here
-        # One row per step t: the logits, or [μ, log σ] for a Box.
+        # One row per step t: the logits, or [μ, log σ] for a Box; V's values only when V steps here.
         params, values, entropy, features = self.policy.distribution_params_values_features(
-            rollout.observations, with_values=not replayed
+            rollout.observations, with_values=self.v_on_rollout
         )
-        advantages = self._normalised(rollout.advantages)  # Â_t = R̂_t − V(s_t): the V part of c = V + ĉ
-        context = self.policy.cv_context(features, params, horizon)  # fixed before a_t was drawn
+        batch = CvBatch(
+            params,
+            actions_for_relaxation(rollout.actions, self.action_space),  # a Box's sampled, unclipped actions
+            self._normalised(rollout.advantages),  # Â_t = R̂_t − V(s_t): the V part of c = V + ĉ
+            self.policy.cv_context(features, params, horizon),  # fixed before a_t was drawn
+        )
 
         # ĝ_t = [Â_t − ĉ(s_t, z̃_t)] ∇θ log π(a_t|s_t) + ∇θ ĉ(s_t, z_t) − ∇θ ĉ(s_t, z̃_t), or the all-action
         # form [Â_t − q̂(s_t, a_t)] ∇θ log π(a_t|s_t) + ∇θ Σ_a π(a|s_t) q̂(s_t, a), or A2C's Â_t ∇θ log π(a_t|s_t).
-        # φ's objective reads this ĝ^ℓ only when φ trains on this rollout (no replay).
-        fits_phi_here = self.fits_phi and (not replayed or self.cv_data == "rollout")
-        reads_g = fits_phi_here and self.cv_objective != "regression"  # a regression reads ĉ, not ĝ
-        surrogate, g_params = self.estimate(params, actions, advantages, context, differentiable=reads_g)
+        # It is differentiable in φ only when φ's variance objective reads it, on this rollout.
+        reads_g = self.phi_on_rollout and self.objective.variance is not None
+        surrogate, g_params = self.estimate(*batch[:4], differentiable=reads_g)
+        batch = batch._replace(g_params=g_params)
         # θ reaches the surrogate only through the distribution parameters, so pushing ĝ^ℓ back through
         # the network gives ∇θ of −mean_t surrogate_t, without differentiating ĉ a second time.
         policy_loss = -(g_params.detach() * params).sum() / len(params)
-        value_loss = None if replayed else F.mse_loss(rollout.returns, values)
         entropy_loss = -entropy.mean()
         loss = policy_loss + self.ent_coef * entropy_loss
-        if not replayed:  # A2C: V steps with θ, on this rollout, whose advantages it already made
+        value_loss = F.mse_loss(rollout.returns, values) if self.v_on_rollout else None
+        if self.v_on_rollout:  # A2C: V steps with θ, on this rollout, whose advantages it already made
             loss = loss + self.vf_coef * value_loss
-        theta = self.policy.actor_parameters() if replayed else self.policy.actor_critic_parameters()
+        stepped = self.policy.actor_critic_parameters() if self.v_on_rollout else self.policy.actor_parameters()
         self.policy.optimizer.zero_grad()
-        loss.backward(inputs=theta, retain_graph=reads_g)  # φ's objective on this rollout reuses it
+        loss.backward(inputs=stepped, retain_graph=reads_g)  # φ's objective on this rollout reuses the graph
         # A non-finite loss or gradient must never reach the parameters: such an update is skipped.
-        healthy = _all_finite([loss, *_grads(theta)])
-
+        healthy = _clip_and_check(loss, stepped, self.max_grad_norm)
         cv_loss = None
-        if healthy and fits_phi_here:
-            # φ on this rollout, before θ steps: ĝ's graph is still the one θ's gradient came from. After
-            # the first step, ĝ at the updated φ (with fresh z, z̃ if discrete).
-            rows = params, actions, advantages, context
+        if healthy and self.phi_on_rollout:
+            # φ before θ steps: ĝ's graph is still the one θ's gradient came from. After the first step, ĝ
+            # at the updated φ (with fresh z, z̃ if discrete).
             cv_loss, healthy = self._fit_control_variate(
-                lambda step: (*rows, g_params if step == 0 else self.estimate(*rows)[1])
+                lambda step: batch if step == 0 else batch._replace(g_params=self.estimate(*batch[:4])[1])
             )
         if healthy:
-            th.nn.utils.clip_grad_norm_(theta, self.max_grad_norm)
             self.policy.optimizer.step()
-        if healthy and replayed:
-            self.replay.add(
-                ReplayRows(
-                    rollout.observations,
-                    rollout.actions,
-                    rollout.returns,
-                    horizon,
-                    rollout.old_log_prob,
-                    *rollout_rewards(self.rollout_buffer),
-                ),
-                self._rollout_end(),
-            )
+        if healthy and not self.v_on_rollout:  # then V, and φ if it trains there, on the replay
+            self.replay.add(self._replay_rows(rollout, horizon), self._rollout_end())
             value_loss, healthy = self._fit_critic_on_replay()
-            if healthy and self.fits_phi and not fits_phi_here:
+            if healthy and self.phi_on_replay:
                 cv_loss, healthy = self._fit_control_variate(self._replay_minibatch)
         self.bad_update_streak = 0 if healthy else self.bad_update_streak + 1
         self.skipped_updates += not healthy
         self.logger.record("train/skipped_updates", self.skipped_updates)
 
         self._n_updates += 1
-        self._log_update(rollout, surrogate, g_params, params, actions, advantages, entropy_loss, value_loss, cv_loss)
+        self._log_update(rollout, batch, surrogate, entropy_loss, value_loss, cv_loss)
 
     def estimate(
         self,
@@ -291,29 +324,27 @@ class RelaxA2C(TensorRolloutMixin, A2C):
     def _fit_control_variate(self, batch: Callable[[int], CvBatch]) -> tuple[th.Tensor, bool]:
         """``cv_steps`` steps of φ's objective, step ``i`` on the rows and ĝ^ℓ that ``batch(i)`` gives."""
         for step in range(self.cv_steps):
-            cv_loss, healthy = self._control_variate_step(*batch(step))
+            cv_loss, healthy = self._control_variate_step(batch(step))
             if not healthy:
                 break
         return cv_loss, healthy
 
-    def _control_variate_step(
-        self, params: th.Tensor, actions: th.Tensor, advantages: th.Tensor, context: th.Tensor, g_params: th.Tensor
-    ) -> tuple[th.Tensor, bool]:
-        """One step of φ on ``cv_objective``. The regression leaves τ alone: fitting values pulls τ to 0,
-        where the relaxation's gradients, and so the variance, blow up."""
+    def _control_variate_step(self, batch: CvBatch) -> tuple[th.Tensor, bool]:
+        """One step of φ on its objective. The regression leaves τ alone: fitting values pulls τ to 0, where
+        the relaxation's gradients, and so the variance, blow up."""
         c_hat = self.policy.control_variate
         phi = list(c_hat.parameters())
         self.cv_optimizer.zero_grad()
         losses = []
-        objective = self.cv_objective.removeprefix("regression").removeprefix("+")
-        if self.cv_objective.startswith("regression"):
-            fitted = self.policy.estimator.control_variate_at_action(params, actions, c_hat, context)
-            regression = F.mse_loss(fitted, advantages.detach())
+        if self.objective.regression:
+            fitted = self.policy.estimator.control_variate_at_action(batch.params, batch.actions, c_hat, batch.context)
+            regression = F.mse_loss(fitted, batch.advantages.detach())
             tau = {id(p) for p in c_hat.temperature.parameters()}
-            regression.backward(inputs=[p for p in phi if id(p) not in tau], retain_graph=bool(objective))
+            retain = self.objective.variance is not None
+            regression.backward(inputs=[p for p in phi if id(p) not in tau], retain_graph=retain)
             losses.append(regression)
-        if objective:
-            variance = self._variance_objective(g_params, params, objective)
+        if self.objective.variance is not None:
+            variance = self._variance_objective(batch.g_params, batch.params, self.objective.variance)
             variance.backward(inputs=phi, retain_graph=True)
             losses.append(variance)
         cv_loss = sum(loss.detach() for loss in losses)
@@ -330,6 +361,18 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         theta = self.policy.actor_parameters()
         g_theta = th.autograd.grad(params, theta, g_params / len(params), create_graph=True, allow_unused=True)
         return sum(g.pow(2).sum() for g in g_theta if g is not None)
+
+    def _replay_rows(self, rollout: RolloutBufferSamples, horizon: th.Tensor) -> ReplayRows:
+        rewards, episode_starts = rollout_rewards(self.rollout_buffer)
+        return ReplayRows(
+            rollout.observations,
+            rollout.actions,
+            rollout.returns,
+            horizon,
+            rollout.old_log_prob,
+            rewards,
+            episode_starts,
+        )
 
     def _rollout_end(self) -> RolloutEnd:
         obs = self._last_obs
@@ -349,9 +392,8 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             value_loss = F.mse_loss(targets, self.policy.predict_values(rows.observations).flatten())
             self.policy.optimizer.zero_grad()
             (self.vf_coef * value_loss).backward(inputs=psi)
-            if not _all_finite([value_loss, *_grads(psi)]):
+            if not _clip_and_check(value_loss, psi, self.max_grad_norm):
                 return value_loss, False
-            th.nn.utils.clip_grad_norm_(psi, self.max_grad_norm)
             self.policy.optimizer.step()  # only ψ has gradients: θ's entries are skipped
         return value_loss, True
 
@@ -393,26 +435,26 @@ class RelaxA2C(TensorRolloutMixin, A2C):
     def _replay_minibatch(self, step: int) -> CvBatch:
         """A fresh replay minibatch for φ, at the current θ and ``V``."""
         rows = self.replay.take(self.replay.sample_indices(self.replay_batch_size))
-        through_theta = self.cv_objective.endswith("params")  # only the params objective differentiates θ
+        through_theta = self.objective.variance == "params"  # only the params objective differentiates θ
         with th.set_grad_enabled(through_theta):
             params, values, _, features = self.policy.distribution_params_values_features(rows.observations)
         if not through_theta:
             params = params.requires_grad_()
-        actions = actions_for_relaxation(rows.actions, self.action_space)
-        advantages = self._normalised(rows.returns - values.detach())  # what V leaves for ĉ to explain
-        context = self.policy.cv_context(features, params, rows.horizon)
-        if self.cv_objective == "regression":  # reads ĉ only: no estimate, and no graph for one
-            return params, actions, advantages, context, None
-        return params, actions, advantages, context, self.estimate(params, actions, advantages, context)[1]
+        batch = CvBatch(
+            params,
+            actions_for_relaxation(rows.actions, self.action_space),
+            self._normalised(rows.returns - values.detach()),  # what V leaves for ĉ to explain
+            self.policy.cv_context(features, params, rows.horizon),
+        )
+        if self.objective.variance is None:  # the regression reads ĉ only: no estimate, and no graph for one
+            return batch
+        return batch._replace(g_params=self.estimate(*batch[:4])[1])
 
     def _log_update(
         self,
         rollout: RolloutBufferSamples,
+        batch: CvBatch,
         surrogate: th.Tensor,
-        g_params: th.Tensor,
-        params: th.Tensor,
-        actions: th.Tensor,
-        advantages: th.Tensor,
         entropy_loss: th.Tensor,
         value_loss: th.Tensor | None,
         cv_loss: th.Tensor | None,
@@ -424,6 +466,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         the rollout: a cheap proxy for the policy gradient's variance, computed every update;
         ``policy_grad_var_a2c`` is the same for A2C's estimate ``Â_t ∇ log π(a_t|s_t)`` on the same rollout.
         """
+        params, actions, advantages, _, g_params = batch
         values, returns = rollout.old_values, rollout.returns
         g_a2c = advantages.detach().unsqueeze(-1) * self.policy.estimator.score(params.detach(), actions)
         scalars = {
