@@ -38,6 +38,7 @@ CONFIGS: dict[str, tuple[str, dict]] = {
             "policy_kwargs": {"cv_arch": "per_sub_action"},
         },
     ),
+    "multidiscrete-target-matching": ("relax_rl/TargetMatchingMultiDiscrete-D8-v0", {}),
     "lax-pendulum": ("Pendulum-v1", {}),
 }
 
