@@ -28,6 +28,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "critic_steps": (1, None, True, False),
     "critic_batch_size": (1, None, True, False),
     "critic_half_life": (0.0, None, False, False),
+    "cv_batch_size": (1, None, True, False),
 }
 LEARNING_RATES = ("learning_rate", "cv_learning_rate")
 # What a policy's constructor takes that the algorithm passes itself.

@@ -119,6 +119,7 @@ def test_the_temperature_stays_in_its_bounds() -> None:
         ({"cv_objective": "mse"}, "cv_objective must be one of"),
         ({"pg_estimator": "all_action", "policy_kwargs": {"cv_arch": "mlp"}}, "affine"),
         ({"cv_data": "buffer"}, "cv_data must be one of"),
+        ({"cv_batch_size": 0}, "cv_batch_size must be a positive integer"),
         ({"critic_target": "td"}, "critic_target must be one of"),
         ({"critic_half_life": 0.0}, "critic_half_life must be a positive number"),
         ({"critic_replay": 0, "critic_target": "vtrace"}, "set critic_replay > 0"),

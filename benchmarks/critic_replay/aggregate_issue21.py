@@ -1,6 +1,7 @@
-"""Issue 21's tables: updates to the threshold per design (median over seeds, with rliable's bootstrap
-interval and the ratio to the control's), and the critics' fit against the exact reference at 2k, 8k and 20k
-steps and at the end of each run. Writes ``issue21_<env>.md`` and a PNG of updates per design.
+"""Issue 21's (and 22's) tables: updates (or episodes) to the threshold per design (median over seeds,
+with rliable's bootstrap interval and the ratio to the control's), and the critics' fit against the exact
+reference at 2k, 8k and 20k steps and at the end of each run. Writes ``<results stem>_<env>.md`` and a PNG
+of each design's runs.
 
     .venv/bin/python benchmarks/critic_replay/aggregate_issue21.py --env relax_rl/TargetMatching-D64-v0
 """
@@ -79,7 +80,7 @@ def main() -> None:
             "|---|---|---|---|---|---|---|---|",
             *fit_lines,
         ]
-    out = HERE / f"issue21_{name}.md"
+    out = HERE / f"{args.results.stem}_{name}.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -93,7 +94,7 @@ def main() -> None:
     ax.set_xlabel(f"{metric} to the threshold (dots: seeds, bar: median)")
     ax.set_title(args.env)
     fig.tight_layout()
-    fig.savefig(HERE / f"issue21_{name}.png", dpi=120)
+    fig.savefig(HERE / f"{args.results.stem}_{name}.png", dpi=120)
 
 
 if __name__ == "__main__":

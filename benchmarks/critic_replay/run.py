@@ -104,6 +104,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # V's targets that should not lag the policy: V-trace for the current π, and an age-weighted replay.
     "a2c_replay_vtrace": {"pg_estimator": "a2c", "critic_target": "vtrace", **REPLAY},
     "a2c_replay_half_life_8": {"pg_estimator": "a2c", "critic_half_life": 8.0, **REPLAY},
+    # Issue 22's cheaper critic schedule: V's 4 x 256 replay rows in one step instead of four; φ keeps 256 rows.
+    "relax_replay_one_v_step": {
+        "pg_estimator": "relax",
+        "cv_objective": "regression+logits",
+        "cv_steps": 1,
+        "cv_horizon_input": True,
+        "critic_replay": 32,
+        "critic_steps": 1,
+        "critic_batch_size": 1024,
+        "cv_batch_size": 256,
+    },
     # The ceilings, on envs with an exact reference only: A2C with V = V*, and the all-action form with the
     # exact q = w*·ind(a) + c* − V̂ (q̂'s fit switched off). See with_exact_critic().
     "a2c_exact_v": {"pg_estimator": "a2c", **REPLAY},

@@ -113,6 +113,11 @@ class RelaxA2C(TensorRolloutMixin, A2C):
     :param critic_steps: ``V``'s minibatch steps per update on the replay (with ``critic_replay``)
     :param critic_batch_size: rows per replay minibatch, for ``V`` and ``φ``, and never fewer than one
         rollout's rows (None: one rollout's)
+    :param cv_batch_size: rows of ``φ``'s replay minibatch, if not ``critic_batch_size`` (None)
+    :param critic_target: what ``V`` regresses on a replayed row: ``"returns"`` (stored at collection),
+        ``"recomputed"`` (λ-returns with the current ``V``), ``"vtrace"`` (also weighted for the current π) or
+        ``"corrected"`` (the stored return less ``ĉ``'s action effect, for an affine ``ĉ``)
+    :param critic_half_life: draw a rollout ``k`` updates old with weight ``2^(−k / half_life)`` (None: uniformly)
 
     The defaults are the best unbiased design of ``benchmarks/critic_replay/`` (CartPole, SB3's 8 x 5
     setting): ``V`` and ``ĉ`` on a replay of 32 rollouts, 4 steps of 256 rows for ``V`` and one for ``ĉ``,
@@ -140,6 +145,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         critic_replay: int = 32,
         critic_steps: int = 4,
         critic_batch_size: int | None = 256,
+        cv_batch_size: int | None = None,
         critic_target: str = "returns",
         critic_half_life: float | None = None,
         _init_setup_model: bool = True,
@@ -162,8 +168,9 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         ):
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if critic_batch_size is not None and critic_batch_size < 1:
-            raise ValueError(f"critic_batch_size must be a positive integer, got {critic_batch_size}")
+        for name, size in (("critic_batch_size", critic_batch_size), ("cv_batch_size", cv_batch_size)):
+            if size is not None and size < 1:
+                raise ValueError(f"{name} must be a positive integer, got {size}")
         self.pg_estimator = pg_estimator
         self.cv_learning_rate = cv_learning_rate
         self.skipped_updates = 0  # updates skipped for a non-finite loss or gradient, in total
@@ -175,6 +182,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         self.critic_replay = critic_replay
         self.critic_steps = critic_steps
         self.critic_batch_size = critic_batch_size
+        self.cv_batch_size = cv_batch_size
         self.critic_target = critic_target
         self.critic_half_life = critic_half_life
         super().__init__(policy, env, *args, _init_setup_model=False, **kwargs)
@@ -210,7 +218,9 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         self.phi_on_rollout = fits_phi and (self.v_on_rollout or self.cv_data == "rollout")
         self.phi_on_replay = fits_phi and not self.phi_on_rollout
         # Never fewer rows than one rollout: with many envs, V must not see less than A2C would show it.
-        self.replay_batch_size = max(self.critic_batch_size or 0, self.n_steps * self.n_envs)
+        rollout_rows = self.n_steps * self.n_envs
+        self.replay_batch_size = max(self.critic_batch_size or 0, rollout_rows)
+        self.cv_replay_batch_size = max(self.cv_batch_size or self.critic_batch_size or 0, rollout_rows)
 
     def _check_critic_target(self) -> None:
         if self.critic_target != "returns" and self.replay is None:
@@ -434,7 +444,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
 
     def _replay_minibatch(self, step: int) -> CvBatch:
         """A fresh replay minibatch for φ, at the current θ and ``V``."""
-        rows = self.replay.take(self.replay.sample_indices(self.replay_batch_size))
+        rows = self.replay.take(self.replay.sample_indices(self.cv_replay_batch_size))
         through_theta = self.objective.variance == "params"  # only the params objective differentiates θ
         with th.set_grad_enabled(through_theta):
             params, values, _, features = self.policy.distribution_params_values_features(rows.observations)
