@@ -163,7 +163,7 @@ class StopWhenSolved(BaseCallback):
 
 class FitRecorder(BaseCallback):
     """Records :func:`relax_rl.diagnose.critic_fit` at the timesteps of ``FIT_AT``, on 1024 fixed contexts
-    drawn as the env draws them (each with a horizon uniform over the window), on a forked random stream."""
+    drawn as the env draws them (each with a horizon uniform over the window)."""
 
     def __init__(self, reference: AffineReward, obs_dim: int, n_steps: int):
         super().__init__()
@@ -173,8 +173,7 @@ class FitRecorder(BaseCallback):
         self.reference, self.fits, self.pending = reference, {}, list(FIT_AT)
 
     def record(self, key: str) -> None:
-        with torch.random.fork_rng(devices=[]):
-            self.fits[key] = critic_fit(self.model, self.reference, self.obs, self.horizon)
+        self.fits[key] = critic_fit(self.model, self.reference, self.obs, self.horizon)
 
     def _on_step(self) -> bool:
         return True

@@ -283,8 +283,9 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         policy_loss = -(g_params.detach() * params).sum() / len(params)
         entropy_loss = -entropy.mean()
         loss = policy_loss + self.ent_coef * entropy_loss
-        value_loss = F.mse_loss(rollout.returns, values) if self.v_on_rollout else None
+        value_loss = None
         if self.v_on_rollout:  # A2C: V steps with θ, on this rollout, whose advantages it already made
+            value_loss = F.mse_loss(rollout.returns, values)
             loss = loss + self.vf_coef * value_loss
         stepped = self.policy.actor_critic_parameters() if self.v_on_rollout else self.policy.actor_parameters()
         self.policy.optimizer.zero_grad()

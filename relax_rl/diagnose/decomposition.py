@@ -45,6 +45,7 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -628,6 +629,12 @@ class Diagnosis:
         }
 
 
+def random_state_kept(model: BaseAlgorithm) -> AbstractContextManager:
+    """Forks torch's random state (and that of the model's CUDA device): draws made inside leave the caller's
+    random stream, such as training's, as it was."""
+    return th.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else [])
+
+
 def diagnose(
     model: BaseAlgorithm,
     env: gym.Env,
@@ -640,8 +647,7 @@ def diagnose(
 ) -> Diagnosis:
     """The variance decomposition of each estimator the model supports, at its current policy, with a Monte
     Carlo state value from ``n_baseline`` independent returns per state."""
-    devices = [model.device] if model.device.type == "cuda" else []
-    with th.random.fork_rng(devices=devices):  # leave the caller's (e.g. training's) random stream untouched
+    with random_state_kept(model):
         th.manual_seed(seed)
         rows = sample_estimates(model, env, n_states, n_actions, n_continuations, max_age, seed, n_baseline)
     statistics = parameter_space_statistics(model, rows)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from relax_rl.agents.buffers import whole_rollout
 from relax_rl.agents.spaces import estimator_for, sub_actions
-from relax_rl.diagnose.decomposition import _forward
+from relax_rl.diagnose.decomposition import _forward, random_state_kept
 from relax_rl.envs.reference import AffineReward, exact_reference
 
 
@@ -44,6 +44,9 @@ def critic_fit(model: BaseAlgorithm, reference: AffineReward, obs: Tensor, horiz
       average (one-step episodes, with a control variate);
     - ``slope_r2``, ``slope_r2_weighted``: R² of an affine control variate's slopes against ``w*``, plainly and
       weighted by each entry's variance under the policy, ``p(1 − p)``: the entries still being decided.
+
+    RELAX's ``E_π[ĉ]`` is estimated from fresh draws of ``z``, made on a forked random state: measuring the fit
+    leaves the caller's (training's) random stream as it was.
     """
     policy = model.policy
     params, values, features = _forward(policy, obs)
@@ -56,7 +59,8 @@ def critic_fit(model: BaseAlgorithm, reference: AffineReward, obs: Tensor, horiz
         error = values - reference.state_values(obs, probs)
         fit["v_rmse"], fit["v_mean_error"] = error.pow(2).mean().sqrt().item(), error.mean().item()
         if context is not None:
-            state_part = values + estimator.mean_control_variate(params, policy.control_variate, context)
+            with random_state_kept(model):
+                state_part = values + estimator.mean_control_variate(params, policy.control_variate, context)
             fit["state_part_rmse"] = (state_part - reference.state_values(obs, probs)).pow(2).mean().sqrt().item()
     slopes_of = getattr(policy.control_variate, "slopes_and_offset", None)
     if context is not None and slopes_of is not None:
@@ -89,7 +93,5 @@ class CriticFitCallback(BaseCallback):
             return
         self._next = (self.num_timesteps // self.interval + 1) * self.interval
         rollout, horizon = whole_rollout(self.model.rollout_buffer)
-        with th.random.fork_rng(devices=[]):  # RELAX's E_π[ĉ] draws z: training's draws must not move
-            fit = critic_fit(self.model, self.reference, rollout.observations, horizon)
-        for key, value in fit.items():
+        for key, value in critic_fit(self.model, self.reference, rollout.observations, horizon).items():
             self.logger.record(f"reference/{key}", value)
