@@ -21,7 +21,10 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import platform
+import subprocess
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +216,22 @@ def with_exact_critic(model: RelaxA2C, reference: AffineReward, kind: str) -> No
 
     policy.control_variate.slopes_and_offset = exact_q
     model._fit_control_variate = lambda batch: (torch.zeros(()), True)
+
+
+def study_meta(script: str, args: argparse.Namespace) -> dict[str, str]:
+    """What a results file of this study carries besides its results: the command, date, machine and commit."""
+    flags = (
+        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()
+    )
+    return {
+        "command": f"python benchmarks/critic_replay/{script} "
+        + " ".join(flag for flag in flags if not flag.startswith("--out ")),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread",
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
+    }
 
 
 def threshold_of(result: dict[str, Any]) -> float:

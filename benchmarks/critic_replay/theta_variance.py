@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
-from run import VARIANTS
+from run import VARIANTS, study_meta
 from stable_baselines3.common.env_util import make_vec_env
 
 from relax_rl import RelaxA2C
@@ -110,16 +107,7 @@ def main() -> None:
             f"(paired z {result['paired_z']:+.2f})",
             flush=True,
         )
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    meta = {
-        "command": "python benchmarks/critic_replay/theta_variance.py "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "designs"))
-        + " --designs "
-        + " ".join(args.designs),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread",
-        "commit": commit,
-    }
+    meta = study_meta("theta_variance.py", args)
     args.out.write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
 
 

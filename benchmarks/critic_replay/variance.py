@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
-from datetime import datetime, timezone
 from pathlib import Path
 
 import gymnasium as gym
 import torch
-from run import VARIANTS
+from run import VARIANTS, study_meta
 
 from relax_rl import RelaxA2C
 from relax_rl.diagnose import diagnose
@@ -53,17 +50,7 @@ def main() -> None:
             results.append({"env": env_id, "variant": variant, "ratios": ratios, "settings": result.settings})
             line = ", ".join(f"{name} {parts['total']}" for name, parts in result.ratios.items())
             print(f"{env_id} {variant} after {args.steps} steps: {line}", flush=True)
-    meta = {
-        "command": "python benchmarks/critic_replay/variance.py "
-        + " ".join(
-            f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items() if k != "out"
-        ),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread",
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip(),
-    }
+    meta = study_meta("variance.py", args)
     args.out.write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
 
 
