@@ -70,3 +70,53 @@ def test_relax_a2c_acts_through_the_batched_distribution() -> None:
     model.learn(16)
     action, _ = model.predict(Matching().observation_space.sample())
     assert action.shape == (3,) and Matching.action_space.contains(action)
+
+
+SPACES = {
+    "discrete": spaces.Discrete(5),
+    "multidiscrete": spaces.MultiDiscrete([4, 4, 4]),
+    "multidiscrete-mixed": spaces.MultiDiscrete([3, 5, 2]),  # a draw per block, in SB3's order
+    "multibinary": spaces.MultiBinary(6),
+    "box": spaces.Box(-1.0, 1.0, (3,)),
+}
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_the_policy_acts_with_sb3s_distributions_random_numbers(name: str) -> None:
+    """The policy draws its actions from the distribution parameters without SB3's distribution objects: the
+    same actions and log-probabilities as those objects, for the same generator state."""
+    space = SPACES[name]
+    policy = RelaxA2C("MlpPolicy", _one_step_env(space), seed=0, device="cpu").policy
+    obs = torch.randn(64, 2)
+    for deterministic in (False, True):
+        torch.manual_seed(1)
+        actions, values, log_prob = policy(obs, deterministic=deterministic)
+        torch.manual_seed(1)
+        with torch.no_grad():  # what ActorCriticPolicy.forward does, through the distribution objects
+            distribution = policy.get_distribution(obs)
+            expected = distribution.get_actions(deterministic=deterministic)
+            expected_log_prob = distribution.log_prob(expected)
+        assert torch.equal(actions, expected.reshape((-1, *space.shape))), deterministic
+        torch.testing.assert_close(log_prob, expected_log_prob)
+        assert values.shape == (64, 1)
+        # predict's path: the same actions, and the env's dtype and shape
+        torch.manual_seed(1)
+        predicted = policy._predict(obs, deterministic=deterministic)
+        assert torch.equal(predicted.reshape(actions.shape), actions)
+
+
+def _one_step_env(space: spaces.Space):
+    import gymnasium as gym
+
+    class OneStep(gym.Env):
+        observation_space = spaces.Box(-1, 1, (2,))
+        action_space = space
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return self.observation_space.sample(), {}
+
+        def step(self, action):
+            return self.observation_space.sample(), 0.0, True, False, {}
+
+    return OneStep()

@@ -201,20 +201,38 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         # Acting and the update share one parameterisation (and the log σ head, when there is one).
         return self.distribution_from_params(self.distribution_params(latent_pi))
 
-    def distribution_params_values_features(
+    def _params_values_features(
         self, obs: th.Tensor, with_values: bool = True
-    ) -> tuple[th.Tensor, th.Tensor | None, th.Tensor, th.Tensor]:
-        """Per-step distribution parameters, state values (None without ``with_values``: the critic's
-        pass is skipped), entropies and the features the control variate reads."""
+    ) -> tuple[th.Tensor, th.Tensor | None, th.Tensor]:
         features = self.extract_features(obs)
         if self.share_features_extractor:
             pi_features = vf_features = features
         else:
             pi_features, vf_features = features
         params = self.distribution_params(self.mlp_extractor.forward_actor(pi_features))
+        values = self.value_net(self.mlp_extractor.forward_critic(vf_features)) if with_values else None
+        return params, values, pi_features
+
+    def distribution_params_values_features(
+        self, obs: th.Tensor, with_values: bool = True
+    ) -> tuple[th.Tensor, th.Tensor | None, th.Tensor, th.Tensor]:
+        """Per-step distribution parameters, state values (None without ``with_values``: the critic's
+        pass is skipped), entropies and the features the control variate reads."""
+        params, values, features = self._params_values_features(obs, with_values)
         entropy = self.distribution_from_params(params).entropy()
-        values = self.value_net(self.mlp_extractor.forward_critic(vf_features)).flatten() if with_values else None
-        return params, values, entropy, pi_features
+        return params, None if values is None else values.flatten(), entropy, features
+
+    def forward(self, obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """SB3's ``forward``: actions, values and ``log π(a|s)``, with SB3's law and random numbers, drawn from
+        the distribution parameters directly: building SB3's distribution objects at every step cost acting
+        about 45% of its time."""
+        params, values, _ = self._params_values_features(obs)
+        actions = self.estimator.act(params, deterministic)
+        return actions.reshape((-1, *self.action_space.shape)), values, self.estimator.log_prob(params, actions)
+
+    def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:
+        params, _, _ = self._params_values_features(observation, with_values=False)
+        return self.estimator.act(params, deterministic)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

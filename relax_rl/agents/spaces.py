@@ -138,6 +138,11 @@ class ActionEstimator(ABC):
         """Per-step surrogate whose gradient w.r.t. row ``t`` of ``params`` is ``ĝ_t``, differentiable in ``φ``."""
 
     @abstractmethod
+    def act(self, params: Tensor, deterministic: bool = False) -> Tensor:
+        """An action per step drawn from ``π(· | params_t)`` (its mode if ``deterministic``), in the form
+        :meth:`log_prob` reads, with the random numbers SB3's distribution objects would draw."""
+
+    @abstractmethod
     def log_prob(self, params: Tensor, actions: Tensor) -> Tensor:
         """``log π(a_t | params_t)``, one value per step."""
 
@@ -171,6 +176,9 @@ class RelaxEstimator(ActionEstimator):
         sample = self.relaxation.sample_given(params, actions)
         # ĝ_t = [f_t − ĉ(s_t, z̃_t)] ∇θ log π(a_t|s_t) + ∇θ ĉ(s_t, z_t) − ∇θ ĉ(s_t, z̃_t)
         return relax(f, sample.log_prob, sample.z, sample.z_tilde, control_variate, context)
+
+    def act(self, params: Tensor, deterministic: bool = False) -> Tensor:
+        return self.relaxation.mode(params) if deterministic else self.relaxation.draw(params)
 
     def log_prob(self, params: Tensor, actions: Tensor) -> Tensor:
         return self.relaxation.log_prob(params, actions)
@@ -230,6 +238,10 @@ class LaxEstimator(ActionEstimator):
         # ĝ_t = [f_t − ĉ(s_t, a_t)] ∇θ log π(a_t|s_t) + ∇θ ĉ(s_t, μ_θ + σ_θ ε_t)
         return lax(f, self.log_prob(params, actions), a, control_variate, context)
 
+    def act(self, params: Tensor, deterministic: bool = False) -> Tensor:
+        mean, log_std = split_mean_log_std(params)
+        return mean if deterministic else self.relaxation.sample(mean, log_std.exp())
+
     def log_prob(self, params: Tensor, actions: Tensor) -> Tensor:
         mean, log_std = split_mean_log_std(params)
         return self.relaxation.log_prob(mean, log_std.exp(), actions)
@@ -269,6 +281,9 @@ class ScoreFunctionEstimator(ActionEstimator):
         self, params: Tensor, actions: Tensor, f: Tensor, control_variate: ControlVariate, context: Tensor
     ) -> Tensor:
         return reinforce(f, self.log_prob(params, actions))
+
+    def act(self, params: Tensor, deterministic: bool = False) -> Tensor:
+        return self.inner.act(params, deterministic)
 
     def log_prob(self, params: Tensor, actions: Tensor) -> Tensor:
         return self.inner.log_prob(params, actions)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch as th
@@ -15,18 +13,6 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from relax_rl.agents.buffers import TensorRolloutBuffer
 from relax_rl.envs.torch_envs import TorchVecEnv
-
-
-@contextmanager
-def unchecked_distributions() -> Iterator[None]:
-    """torch checks a distribution's arguments and samples with a Python branch on them, which waits for
-    the device: off while acting (the update still checks, and skips non-finite steps)."""
-    checked = th.distributions.Distribution._validate_args
-    th.distributions.Distribution.set_default_validate_args(False)
-    try:
-        yield
-    finally:
-        th.distributions.Distribution.set_default_validate_args(checked)
 
 
 class TensorRolloutMixin(OnPolicyAlgorithm):
@@ -59,7 +45,7 @@ class TensorRolloutMixin(OnPolicyAlgorithm):
         if isinstance(self.action_space, spaces.Box):  # sampled actions are stored, clipped ones executed
             bounds = [th.as_tensor(b, device=self.device) for b in (self.action_space.low, self.action_space.high)]
         for _ in range(n_rollout_steps):
-            with th.no_grad(), unchecked_distributions():
+            with th.no_grad():
                 actions, values, log_probs = self.policy(self._last_obs.to(self.device))
             clipped_actions = actions if bounds is None else th.clamp(actions, *bounds)
             new_obs, rewards, dones = env.step_on_device(clipped_actions)

@@ -80,6 +80,15 @@ class Relaxation(ABC):
     def mean_indicator(self, params: Tensor) -> Tensor:
         """``E[indicator(b)]`` under ``p(b | θ)``: the probabilities, differentiable in ``θ``."""
 
+    @abstractmethod
+    def draw(self, params: Tensor) -> Tensor:
+        """``b ~ p(b | θ)`` alone, drawn as ``torch.distributions`` draws it: for one generator state, the
+        same ``b`` as that distribution's ``sample()``, without building the distribution object."""
+
+    @abstractmethod
+    def mode(self, params: Tensor) -> Tensor:
+        """The most probable ``b``."""
+
     def sample(self, params: Tensor) -> RelaxedSample:
         """Draw ``b`` together with ``z`` and an independent ``z̃ | b``."""
         z = self.sample_z(params)
@@ -120,6 +129,12 @@ class BernoulliRelaxation(Relaxation):
 
     def location(self, params: Tensor) -> Tensor:
         return params
+
+    def draw(self, params: Tensor) -> Tensor:
+        return torch.bernoulli(torch.sigmoid(params))
+
+    def mode(self, params: Tensor) -> Tensor:
+        return torch.round(torch.sigmoid(params))
 
     def log_prob(self, params: Tensor, b: Tensor) -> Tensor:
         return -F.binary_cross_entropy_with_logits(params, b.to(params.dtype), reduction="none").sum(-1)
@@ -167,6 +182,14 @@ class CategoricalRelaxation(Relaxation):
 
     def location(self, params: Tensor) -> Tensor:
         return torch.log_softmax(params, dim=-1)
+
+    def draw(self, params: Tensor) -> Tensor:
+        # torch.distributions.Categorical's probabilities, to the bit: softmax of the normalised logits.
+        probs = torch.softmax(params - params.logsumexp(-1, keepdim=True), dim=-1)
+        return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, True).reshape(probs.shape[:-1])
+
+    def mode(self, params: Tensor) -> Tensor:
+        return params.argmax(dim=-1)
 
     def log_prob(self, params: Tensor, b: Tensor) -> Tensor:
         logp = self.location(params).gather(-1, b.long().unsqueeze(-1)).squeeze(-1)
@@ -225,12 +248,22 @@ class MultiCategoricalRelaxation(Relaxation):
         return self._per_block(self._categorical.sample_z, params)
 
     def hard(self, z: Tensor) -> Tensor:
-        if self._uniform:
-            return self._categorical.hard(self._stacked(z))
-        return torch.stack([self._categorical.hard(block) for block in self._split(z)], dim=-1)
+        return self._per_sub_action(self._categorical.hard, z)
 
     def conditional_z(self, params: Tensor, b: Tensor) -> Tensor:
         return self._per_block_given(self._categorical.conditional_z, params, b)
+
+    def _per_sub_action(self, fn, params: Tensor) -> Tensor:
+        """``fn`` (a categorical's map of one block to its sub-action) on every block: ``(batch, D)``."""
+        if self._uniform:
+            return fn(self._stacked(params))
+        return torch.stack([fn(block) for block in self._split(params)], dim=-1)
+
+    def draw(self, params: Tensor) -> Tensor:
+        return self._per_sub_action(self._categorical.draw, params)
+
+    def mode(self, params: Tensor) -> Tensor:
+        return self._per_sub_action(self._categorical.mode, params)
 
     def location(self, params: Tensor) -> Tensor:
         return self._per_block(self._categorical.location, params)
