@@ -1,6 +1,6 @@
-"""Evaluate a saved model: ``python evaluate.py --model runs/a2c/CartPole-v1_s0/final_model.zip`` (see ``--help``)."""
+"""``python evaluate.py ...`` is ``relax-rl evaluate ...``: evaluate a saved model (see ``--help``)."""
 
 from relax_rl.cli import evaluate_main
 
 if __name__ == "__main__":
-    raise SystemExit(evaluate_main())
+    raise SystemExit(evaluate_main(prog="python evaluate.py"))

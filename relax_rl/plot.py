@@ -1,15 +1,13 @@
 """Learning curves from run directories: one run's own curve, or the mean and 95% bootstrap band per algorithm.
 
-``python -m relax_rl.plot RUN_DIR [RUN_DIR ...] --out curves.png`` groups the runs by the ``algo``
-in their ``config.yml``; ``relax_rl.compare`` draws its figure with the same functions.
+``relax-rl plot RUN_DIR [RUN_DIR ...] --out curves.png`` (:mod:`relax_rl.cli.plot`) groups the runs by the
+``algo`` in their ``config.yml``; ``relax_rl.compare`` draws its figure with the same functions.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -211,29 +209,3 @@ def run_thresholds(run_dirs: Sequence[str | Path]) -> list[float]:
                 thresholds.add(float(metrics["solve_threshold"]))
             thresholds.update(float(t) for t in metrics.get("extra_thresholds", {}))
     return sorted(thresholds)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m relax_rl.plot RUN_DIR [RUN_DIR ...] --out FILE.png``."""
-    parser = argparse.ArgumentParser(prog="python -m relax_rl.plot", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dirs", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
-    parser.add_argument("--window", type=int, default=SMOOTHING_WINDOW, help="episodes in the trailing mean")
-    args = parser.parse_args(argv)
-    try:
-        out = plot_learning_curves(
-            group_runs(args.run_dirs),
-            args.out,
-            thresholds=run_thresholds(args.run_dirs),
-            window=args.window,
-            title=", ".join(run_envs(args.run_dirs)) or None,
-        )
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(out)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

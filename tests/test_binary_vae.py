@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +26,8 @@ from relax_rl.experiments.binary_vae.training import Config, train
 N = 10_000
 X = torch.tensor([[1.0, 0, 1, 1, 0, 0, 1, 0]])  # one 8-pixel "image"
 TINY = {"linear1": 6, "nonlinear": 6, "linear2": 3}  # latents per layer: 2^6 configurations in every case
-MNIST = cli.default_data_dir("mnist")
+# The test data of the project's shared folder (users download theirs into the cache with --download).
+MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "binarized_mnist"
 
 
 @pytest.fixture(autouse=True)
@@ -190,11 +192,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.skipif(not MNIST.is_dir(), reason="no binarized MNIST at the default data path")
+@pytest.mark.skipif(not MNIST.is_dir(), reason="no binarized MNIST in ../shared/data")
 def test_json_prints_one_object_on_a_slice_of_mnist(cache: str, capsys) -> None:
     cli.main([
         "--estimator", "disarm", "--steps", "4", "--batch-size", "8", "--train-subset", "256",
-        "--test-subset", "10", "--iwae-samples", "10", "--cache", cache, "--json",
+        "--test-subset", "10", "--iwae-samples", "10", "--data", str(MNIST), "--cache", cache, "--json",
     ])  # fmt: skip
     result = json.loads(capsys.readouterr().out)  # the whole of stdout is one JSON object
     assert {"train_elbo", "valid_elbo", "test_iwae", "log_var", "steps_per_s"} <= set(result)
@@ -228,7 +230,7 @@ def test_bad_input_exits_2_with_one_line(args: list[str], expected: str, capsys)
     assert len(err.strip().splitlines()) == 1 and expected in err
 
 
-@pytest.mark.skipif(not MNIST.is_dir(), reason="no binarized MNIST at the default data path")
+@pytest.mark.skipif(not MNIST.is_dir(), reason="no binarized MNIST in ../shared/data")
 def test_out_writes_the_curves(tmp_path, cache: str, capsys) -> None:
     cli.main([
         "--estimator", "reinforce", "--steps", "2", "--batch-size", "4", "--train-subset", "64",

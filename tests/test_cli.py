@@ -372,3 +372,61 @@ def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
     atomic_write(target, lambda path: Path(path).write_text("done"))
     assert [p.name for p in tmp_path.iterdir()] == ["model.zip"] and target.read_text() == "done"
+
+
+def test_relax_rl_help_lists_every_command(capsys):
+    from relax_rl.cli import COMMANDS, main
+
+    assert main(["--help"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.split("commands:")[1].strip().splitlines()]
+    assert listed == list(COMMANDS) == ["train", "evaluate", "compare", "tune", "plot", "diagnose", "toy", "vae"]
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "compare", "tune", "plot", "diagnose", "toy", "vae"])
+def test_every_command_runs_under_relax_rl_with_its_name(command, capsys):
+    from relax_rl.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: relax-rl {command} ")
+
+
+def test_an_unknown_command_names_the_closest_one(capsys):
+    from relax_rl.cli import main
+
+    assert main(["trian"]) == 2
+    assert "unknown command 'trian'; did you mean 'train'?" in _one_line_error(capsys.readouterr().err)
+    assert main([]) == 2  # no command: the usage, on stderr
+
+
+def test_the_console_script_is_installed_with_the_package():
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="relax-rl")
+    assert script.value == "relax_rl.cli:main"
+    installed = Path(sys.executable).parent / "relax-rl"
+    done = subprocess.run([str(installed), "train", "--help"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.startswith("usage: relax-rl train ")
+    # The shims keep their own name, so that what they print can be typed back.
+    done = _run_script("train.py", "--help")
+    assert done.returncode == 0 and done.stdout.startswith("usage: python train.py ")
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("nowhere*", "nowhere* does not exist (a shell glob that matches nothing is passed on as written)"),
+        ("file", "is a file; give the run directory that holds it"),
+    ],
+)
+def test_plot_says_what_a_path_that_is_not_a_run_directory_is(target, message, tmp_path, capsys):
+    from relax_rl.cli import main
+
+    path = tmp_path / target
+    if target == "file":
+        path = tmp_path / "monitor.csv"
+        path.write_text("")
+    assert main(["plot", str(path), "--out", str(tmp_path / "x.png")]) == 2
+    assert message in _one_line_error(capsys.readouterr().err)
+    assert not (tmp_path / "x.png").exists()

@@ -2,6 +2,7 @@
 loses a node."""
 
 import csv
+import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,9 @@ from relax_rl.cluster import connect, map_runs
 from relax_rl.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
+# Every case here meets a real Ray (the ray extra; CI installs it). Without it they skip, as the conftest's
+# ray_session does; what a user without Ray is told is tested in test_tune.py.
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='Ray is not installed (".[ray]")')
 
 
 def test_map_runs_keeps_the_input_order_and_sets_torch_threads(ray_session):
@@ -48,6 +52,7 @@ def test_connect_reuses_the_ray_of_this_process(ray_session):
     ("address", "expected"),
     [("127.0.0.1:1", "cannot reach a Ray cluster there"), ("not-an-address", "expected auto, local, HOST:PORT")],
 )
+@needs_ray
 def test_an_unusable_address_is_one_line(address, expected):
     with pytest.raises(UsageError) as error:
         connect(address)
@@ -91,6 +96,7 @@ TWO_NODES = textwrap.dedent(
 )
 
 
+@needs_ray
 def test_a_study_on_two_nodes_completes_after_losing_one(tmp_path):
     out = tmp_path / "study"
     # Runs long enough (several seconds even on an idle machine) for the worker's first trial to start while

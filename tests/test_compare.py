@@ -7,6 +7,7 @@ import pytest
 
 from relax_rl import compare, plot
 from relax_rl.cli import compare as compare_cli
+from relax_rl.cli.plot import main as plot_main
 
 SEEDS = 2
 
@@ -48,7 +49,7 @@ def test_plot_cli_groups_run_dirs_by_algorithm(comparison, tmp_path):
     run_dirs = sorted((out / "runs" / "a2c").iterdir())
     assert plot.group_runs(run_dirs) == {"a2c": run_dirs}
     assert plot.run_thresholds(run_dirs) == [195.0, 475.0]
-    assert plot.main([*map(str, run_dirs), "--out", str(tmp_path / "curves.png")]) == 0
+    assert plot_main([*map(str, run_dirs), "--out", str(tmp_path / "curves.png")]) == 0
     assert (tmp_path / "curves.png").stat().st_size > 10_000
 
 

@@ -314,7 +314,9 @@ def test_diagnose_cli_prints_one_json_object_and_a_table(tmp_path, capsys) -> No
     model = str(run_dir / "final_model.zip")
     sizes = ["--samples", "4", "--actions", "3", "--continuations", "2", "--baseline-samples", "3", "--max-age", "20"]
     proc = subprocess.run(
-        [sys.executable, "-m", "relax_rl.diagnose", "--model", model, *sizes, "--json"], capture_output=True, text=True
+        [sys.executable, "-m", "relax_rl.cli", "diagnose", "--model", model, *sizes, "--json"],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
@@ -333,7 +335,7 @@ def test_diagnose_cli_prints_one_json_object_and_a_table(tmp_path, capsys) -> No
 
 def test_diagnose_cli_bad_input_is_one_line(tmp_path, capsys) -> None:
     missing = ["--model", str(tmp_path / "missing.zip"), "--env", "CartPole-v1"]
-    proc = subprocess.run([sys.executable, "-m", "relax_rl.diagnose", *missing], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "relax_rl.cli", "diagnose", *missing], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     for bad in (["--samples", "2"], ["--actions", "1"], ["--baseline-samples", "1"], ["--max-age", "0"]):
         assert main([*missing, *bad]) == 2

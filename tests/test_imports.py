@@ -62,3 +62,15 @@ def test_the_package_has_no_import_cycle():
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_module_below_the_command_lines_imports_them():
+    graph = _import_graph()
+    upward = [
+        f"{name} -> {target}"
+        for name, targets in sorted(graph.items())
+        if not name.startswith("relax_rl.cli")
+        for target in sorted(targets)
+        if target.startswith("relax_rl.cli")
+    ]
+    assert upward == []

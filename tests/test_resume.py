@@ -93,18 +93,23 @@ def test_sigkill_mid_rollout_then_resume_is_bit_exact(reference, tmp_path, capsy
     assert_same_run(reference, run_dir)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    ("signum", "prog"),
+    [(signal.SIGTERM, "relax-rl train"), (signal.SIGINT, "python train.py")],
+    ids=["SIGTERM", "SIGINT"],
+)
 def test_signal_checkpoints_at_the_next_boundary_then_resume_is_bit_exact(
-    signum, reference, tmp_path, monkeypatch, capsys
+    signum, prog, reference, tmp_path, monkeypatch, capsys
 ):
     run_dir = tmp_path / "run"
     monkeypatch.setenv(TRIPWIRE, f"{TRIP_STEP}:{signum.name}")
-    assert train_main([*RUN, "--run-dir", str(run_dir)]) == 128 + signum
+    assert train_main([*RUN, "--run-dir", str(run_dir)], prog=prog) == 128 + signum
     message = _one_line(capsys.readouterr().err)
     checkpoint = run_dir / "checkpoints" / "rl_model_470_steps.zip"  # the end of the rollout it came in
+    # The hint is the command the run was started with: the console script, or the train.py shim.
     assert message == (
         f"interrupted by {signum.name} at timestep 470; checkpoint: {checkpoint}; "
-        f"resume with: python train.py --resume {run_dir}"
+        f"resume with: {prog} --resume {run_dir}"
     )
     assert checkpoint.is_file() and not (run_dir / "metrics.json").exists()
     assert signal.getsignal(signum) in (signal.SIG_DFL, signal.default_int_handler), "handler left installed"

@@ -52,7 +52,7 @@ def test_a_killed_compare_continues_where_it_stopped(tmp_path):
     """SIGKILL a compare after its first run finished; the same command again runs only what is missing."""
     out = tmp_path / "cmp"
     argv = [*_compare_argv(out), "--total-timesteps", "2000", "--n-envs", "2", "--checkpoint-freq", "500"]
-    process = subprocess.Popen([sys.executable, "-m", "relax_rl.compare", *argv], start_new_session=True)
+    process = subprocess.Popen([sys.executable, "-m", "relax_rl.cli", "compare", *argv], start_new_session=True)
     deadline = time.monotonic() + 240
     while not list(out.glob("runs/*/*/metrics.json")):
         assert process.poll() is None and time.monotonic() < deadline, "the first run never finished"

@@ -1,4 +1,4 @@
-"""``python -m relax_rl.tune`` end to end on tiny CartPole studies: real Optuna, real Ray, real training."""
+"""``relax-rl tune`` end to end on tiny CartPole studies: real Optuna, real Ray, real training."""
 
 import csv
 import json
@@ -79,7 +79,10 @@ def test_a_study_killed_with_sigkill_resumes_to_exactly_n_trials(tmp_path, capsy
     out = tmp_path / "study"
     args = [*TINY, "--trials", "4", "--pruner", "none", "--out", str(out)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "relax_rl.tune", *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, "-m", "relax_rl.cli", "tune", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     # Kill it once a trial has finished and the next one has started writing its run.
     deadline = time.monotonic() + 120
@@ -136,7 +139,7 @@ def test_sigint_stops_the_study_and_the_rerun_runs_the_interrupted_trial_again(t
     # Long enough a run (4000 timesteps) that the signal finds it training.
     args = [*TINY, "--total-timesteps", "4000", "--eval-freq", "1000", "--trials", "1", "--out", str(out)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "relax_rl.tune", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "relax_rl.cli", "tune", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/binary_vae/run.py [--model linear1] [--steps 5000] [--seeds 0 1]
         [--estimators nvil rebar relax relaxed_rebar disarm reinforce]
 
-Runs ``python -m relax_rl.experiments.binary_vae --json`` once per estimator and seed, one
+Runs ``relax-rl vae --json`` once per estimator and seed, one
 process at a time (the machine is shared), writes ``results_<model>.json`` next to this
 file and the seed-0 curves of every estimator to ``plots/``, and prints the Markdown table
 for the README. Runs already in the results file are reused, so an interrupted benchmark
@@ -37,9 +37,10 @@ METRICS = {  # JSON field → (column title, format)
 }
 
 
-def run_one(model: str, estimator: str, seed: int, steps: int, batch_size: int) -> dict:
+def run_one(model: str, estimator: str, seed: int, steps: int, batch_size: int, data: Path | None) -> dict:
     """One CLI call; its JSON object, with the curves."""
     cmd = [sys.executable, "-m", "relax_rl.experiments.binary_vae", "--estimator", estimator, "--model", model]
+    cmd += ["--download"] if data is None else ["--data", str(data)]
     cmd += ["--steps", str(steps), "--batch-size", str(batch_size), "--seed", str(seed), "--json"]
     cmd += ["--test-subset", str(FULL_TEST_SET)]  # the paper's bound: every test image
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -76,6 +77,7 @@ def main() -> None:
     """Run what is missing, then write the results and figures and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="linear1")
+    parser.add_argument("--data", type=Path, help="binarized MNIST directory (default: the user cache, downloaded)")
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=24)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -96,7 +98,7 @@ def main() -> None:
     for name in args.estimators:
         for seed in args.seeds:
             if (name, seed) not in done:
-                done[name, seed] = run_one(args.model, name, seed, args.steps, args.batch_size)
+                done[name, seed] = run_one(args.model, name, seed, args.steps, args.batch_size, args.data)
                 print(f"{name} seed {seed}: valid ELBO {done[name, seed]['valid_elbo']:.2f}", file=sys.stderr)
             runs.setdefault(name, []).append(done[name, seed])
             results = {

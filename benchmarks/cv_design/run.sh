@@ -15,7 +15,7 @@ out=benchmarks/cv_design/cells
 LINEAR="policy_kwargs={cv_arch: linear}"
 cell() {  # env steps seeds first_seed name algo [key=value ...]
   local env=$1 steps=$2 seeds=$3 first=$4 name=$5 algo=$6; shift 6
-  .venv/bin/python -m relax_rl.compare --env "$env" --algos "$algo" --seeds "$seeds" --first-seed "$first" \
+  .venv/bin/relax-rl compare --env "$env" --algos "$algo" --seeds "$seeds" --first-seed "$first" \
     --total-timesteps "$steps" --workers 2 --eval-freq 0 --checkpoint-freq 0 \
     --out "$out/${env//\//_}/$name" ${1:+--hyperparams "$@"}
 }

@@ -11,5 +11,5 @@ case "${1:-cartpole}" in
   lunarlander) env=LunarLander-v3 steps=200000 ;;
   *) echo "usage: $0 [cartpole|lunarlander]" >&2; exit 2 ;;
 esac
-.venv/bin/python -m relax_rl.compare --env "$env" --algos relax_a2c a2c --seeds 5 --total-timesteps "$steps" \
+.venv/bin/relax-rl compare --env "$env" --algos relax_a2c a2c --seeds 5 --total-timesteps "$steps" \
   --workers 2 --eval-freq 0 --checkpoint-freq 0 --out "benchmarks/head_to_head/$env"

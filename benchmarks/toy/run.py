@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/toy/run.py [--steps 10000] [--seeds 0 1 2 3 4] [--workers 2]
 
-Runs ``python -m relax_rl.experiments.toy --json`` once per seed (all estimators in one call,
+Runs ``relax-rl toy --json`` once per seed (all estimators in one call,
 at most ``--workers`` processes at a time), writes ``results.json`` next to this file, the
 seed-0 figures to ``plots/``, and prints the Markdown summary table for the README.
 """

@@ -4,7 +4,7 @@ configuration trains on fresh seeds that no trial used, and the fresh runs are c
 
 Designs: SB3's ``a2c``; ``a2c_replay`` (A2C's estimator inside RelaxA2C, the critic on a replay: the honest
 control); ``relax`` (RelaxA2C); ``all_action`` (the all-action estimator). Every step goes through the
-project's own commands (``python -m relax_rl.tune``, the compare API), so rerunning this script resumes
+project's own commands (``relax-rl tune``, the compare API), so rerunning this script resumes
 where it stopped: finished trials and runs are not run again.
 
     .venv/bin/python benchmarks/tuned/run.py --trials 16 --seeds 2 --tune-timesteps 50000 --fresh-seeds 10
@@ -43,7 +43,7 @@ def tune(design: str, args: argparse.Namespace) -> Path:
     """Run (or resume) the design's study; return its best.yml."""
     algo, fixed, space = DESIGNS[design]
     out = HERE / "studies" / design
-    command = [sys.executable, "-m", "relax_rl.tune", "--algo", algo, "--env", ENV, "--study-name", design]
+    command = [sys.executable, "-m", "relax_rl.cli", "tune", "--algo", algo, "--env", ENV, "--study-name", design]
     command += ["--out", str(out), "--trials", str(args.trials), "--seeds", str(args.seeds)]
     command += ["--total-timesteps", str(args.tune_timesteps), "--objective", "auc", "--pruner", "median"]
     command += [*(["--hyperparams", *fixed] if fixed else []), *(["--search-space", str(space)] if space else [])]
@@ -82,7 +82,7 @@ def ray_overhead(args: argparse.Namespace) -> None:
     for repeat in range(args.repeats):
         for mode in ("local", "ray"):
             out = HERE / "ray_overhead" / f"{mode}_{repeat}"
-            command = [sys.executable, "-m", "relax_rl.compare", "--env", ENV, "--algos", "a2c", "--seeds", "4"]
+            command = [sys.executable, "-m", "relax_rl.cli", "compare", "--env", ENV, "--algos", "a2c", "--seeds", "4"]
             command += ["--total-timesteps", "20000", "--workers", "2", "--out", str(out)]
             command += ["--ray", "local"] if mode == "ray" else []
             start = time.perf_counter()

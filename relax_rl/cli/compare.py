@@ -1,4 +1,4 @@
-"""``python -m relax_rl.compare --env CartPole-v1 --algos relax_a2c a2c --seeds 5``: algorithms over seeds.
+"""``relax-rl compare --env CartPole-v1 --algos relax_a2c a2c --seeds 5``: algorithms over seeds.
 
 Every (algo, seed) pair trains through the Run API in a fresh process into
 ``<out>/runs/<algo>/<env>_s<seed>``, ``--workers`` at a time (or as tasks on a Ray cluster with
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,8 @@ from relax_rl.envs import get_spec
 from relax_rl.errors import UsageError
 
 
-def _parser() -> CLIParser:
-    parser = CLIParser(prog="python -m relax_rl.compare", description=__doc__.splitlines()[0])
+def _parser(prog: str) -> CLIParser:
+    parser = CLIParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=list(ALGOS))
     parser.add_argument("--seeds", type=int, default=5, help="K seeds, FIRST..FIRST+K-1, for every algorithm")
@@ -61,13 +62,13 @@ def _parser() -> CLIParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "relax-rl compare") -> int:
     """Entry point; exit status 0 if every run succeeded, 1 if some failed, 2 for bad input."""
-    return run_guarded(_compare, argv)
+    return run_guarded(partial(_compare, prog=prog), argv)
 
 
-def _compare(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
+def _compare(argv: Sequence[str] | None, prog: str) -> int:
+    args = _parser(prog).parse_args(argv)
     check_minimums(args, {"seeds": 1, "workers": 1, "total_timesteps": 1, "n_envs": 1, "threads": 1})
     out = args.out or Path("runs") / "compare" / args.env.replace("/", "-")
     get_spec(args.env)

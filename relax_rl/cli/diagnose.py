@@ -1,10 +1,11 @@
-"""``python -m relax_rl.diagnose``: the variance decomposition of a saved model's gradient estimators."""
+"""``relax-rl diagnose``: the variance decomposition of a saved model's gradient estimators."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
@@ -27,8 +28,8 @@ from relax_rl.safe_load import UnsafeModelError, load_model_safely
 DESCRIPTION = "Where does the policy gradient's variance come from? (Tucker et al., 2018; DESIGN.md §4b, §8)"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = CLIParser(prog="python -m relax_rl.diagnose", description=DESCRIPTION)
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = CLIParser(prog=prog, description=DESCRIPTION)
     parser.add_argument("--model", type=Path, required=True, help="a .zip saved by train.py (either algorithm)")
     parser.add_argument("--env", help="default: the env in config.yml of the model's run directory")
     parser.add_argument("--samples", type=int, default=256, help="independent rollout rows N (default 256)")
@@ -52,8 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _diagnose(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
+def _diagnose(argv: Sequence[str] | None, prog: str) -> int:
+    args = _parser(prog).parse_args(argv)
     if args.samples < 3 or min(args.actions, args.continuations, args.baseline_samples) < 2:
         raise UsageError("--samples must be >= 3, --actions, --continuations and --baseline-samples >= 2")
     if args.max_age is not None and args.max_age < 1:
@@ -106,5 +107,5 @@ def _diagnose(argv: Sequence[str] | None) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_guarded(_diagnose, argv)
+def main(argv: Sequence[str] | None = None, prog: str = "relax-rl diagnose") -> int:
+    return run_guarded(partial(_diagnose, prog=prog), argv)

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -16,8 +17,8 @@ from relax_rl.errors import UsageError
 from relax_rl.run import CONFIG_FILE, detect_algo, evaluate, find_run_config, read_model_data, torch_threads
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = CLIParser(prog="evaluate.py", description="Evaluate a saved model.")
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = CLIParser(prog=prog, description="Evaluate a saved model.")
     parser.add_argument("--model", type=Path, required=True, help="a .zip saved by train.py (or SB3)")
     parser.add_argument("--env", help="default: the env in config.yml of the model's run directory")
     parser.add_argument("--episodes", type=int, default=10)
@@ -41,13 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "relax-rl evaluate") -> int:
     """Entry point of ``evaluate.py``; returns the exit status."""
-    return run_guarded(_evaluate, argv)
+    return run_guarded(partial(_evaluate, prog=prog), argv)
 
 
-def _evaluate(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
+def _evaluate(argv: Sequence[str] | None, prog: str) -> int:
+    args = _parser(prog).parse_args(argv)
     if args.episodes < 1:
         raise UsageError("--episodes must be >= 1")
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -1,4 +1,4 @@
-"""``python train.py``: train an agent into one run directory, or resume an interrupted run."""
+"""``relax-rl train`` (or ``python train.py``): train an agent into one run directory, or resume an interrupted run."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,16 @@ from relax_rl.cli.common import EXIT_IO_ERROR, CLIParser, add_threads_argument, 
 from relax_rl.config import ALGOS, RunConfig, parse_overrides, resolve_config
 from relax_rl.envs import get_spec
 from relax_rl.errors import UsageError
-from relax_rl.run import CONFIG_FILE, RunResult, TrainingStopped, default_run_dir, resume, torch_threads, train
+from relax_rl.run import (
+    CONFIG_FILE,
+    EXIT_DIVERGED,
+    RunResult,
+    TrainingStopped,
+    default_run_dir,
+    resume,
+    torch_threads,
+    train,
+)
 
 # Options that define a run: --resume takes them from the run directory instead.
 RUN_OPTIONS = (
@@ -33,8 +43,8 @@ RUN_OPTIONS = (
 )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = CLIParser(prog="train.py", description="Train an agent; every artifact goes into one run directory.")
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = CLIParser(prog=prog, description="Train an agent; every artifact goes into one run directory.")
     parser.add_argument("--algo", default="relax_a2c", choices=list(ALGOS))
     parser.add_argument("--env", default="CartPole-v1", help="gymnasium env id (Atari: ALE/...)")
     parser.add_argument("--seed", type=int, default=0)
@@ -79,13 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "relax-rl train") -> int:
     """Entry point of ``train.py``; returns the exit status."""
-    return run_guarded(_train, argv)
+    return run_guarded(partial(_train, prog=prog), argv)
 
 
-def _train(argv: Sequence[str] | None) -> int:
-    parser = _parser()
+def _train(argv: Sequence[str] | None, prog: str) -> int:
+    parser = _parser(prog)
     args = parser.parse_args(argv)
     check_minimums(
         args,
@@ -108,7 +118,8 @@ def _train(argv: Sequence[str] | None) -> int:
             else:
                 result = train(_config_from_args(args), run_dir, progress=progress)
     except TrainingStopped as stop:
-        print(stop, file=sys.stderr)
+        interrupted = stop.exit_code != EXIT_DIVERGED  # a signal: the run continues where it stopped
+        print(f"{stop}; resume with: {prog} --resume {stop.run_dir}" if interrupted else stop, file=sys.stderr)
         return stop.exit_code
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
         print("interrupted; quit without writing a checkpoint", file=sys.stderr)
@@ -117,7 +128,7 @@ def _train(argv: Sequence[str] | None) -> int:
         where = f" ({err.filename})" if err.filename else ""
         print(
             f"error: cannot write{where}: {err.strerror or err}; free the space or fix the permissions, "
-            f"then continue with --resume {run_dir}",
+            f"then continue with: {prog} --resume {run_dir}",
             file=sys.stderr,
         )
         return EXIT_IO_ERROR

@@ -1,4 +1,4 @@
-"""``python -m relax_rl.tune``: parse the options, check every input before any work, run the study, print.
+"""``relax-rl tune``: parse the options, check every input before any work, run the study, print.
 
 Bad input (unknown env or key, a search-space typo, a budget below one rollout, ``--trials 0``, a storage
 that cannot be written, an unreachable Ray address, Ray missing) ends with one line on stderr and exit
@@ -11,6 +11,7 @@ import argparse
 import shutil
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from optuna.distributions import CategoricalDistribution
@@ -29,9 +30,9 @@ from relax_rl.validation import rollout_steps
 EVALUATIONS_PER_RUN = 20  # the default --eval-freq: this many evaluations per run, whatever the budget
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = CLIParser(
-        prog="python -m relax_rl.tune",
+        prog=prog,
         description="A hyper-parameter study of one algorithm on one env (Optuna; Ray Tune with --ray). "
         "Rerunning the same command resumes it.",
     )
@@ -97,8 +98,8 @@ def _check_space_values(spec: StudySpec, space: SearchSpace, source: Path) -> No
                 raise UsageError(f"search space {source}: {key}={value!r}: {err}") from None
 
 
-def _study(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
+def _study(argv: Sequence[str] | None, prog: str) -> int:
+    args = _parser(prog).parse_args(argv)
     check_minimums(args, {"trials": 1, "seeds": 1, "total_timesteps": 1, "eval_freq": 1, "threads": 0})
     if args.ray is not None:
         from relax_rl.cluster import import_ray
@@ -171,11 +172,11 @@ def _ray_study(
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m relax_rl.tune``; returns the exit status."""
+def main(argv: Sequence[str] | None = None, prog: str = "relax-rl tune") -> int:
+    """Entry point of ``relax-rl tune``; returns the exit status."""
     import matplotlib
     import optuna
 
     matplotlib.use("Agg")  # the plots are files; no display needed
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our line per trial says what Optuna's INFO lines would
-    return run_guarded(_study, argv)
+    return run_guarded(partial(_study, prog=prog), argv)

@@ -1,4 +1,4 @@
-"""Compare algorithms over seeds (``python -m relax_rl.compare``, :mod:`relax_rl.cli.compare`): the runs
+"""Compare algorithms over seeds (``relax-rl compare``, :mod:`relax_rl.cli.compare`): the runs
 (:mod:`.runs`) and the reports (:mod:`.report`)."""
 
 from relax_rl.compare.report import BASELINE, median_over_runs, summary_markdown, write_reports

@@ -1,6 +1,6 @@
 """Where the policy gradient's variance comes from: the decomposition (:mod:`.decomposition`), the
 callback that logs it during training, and the critics' fit against exact references (:mod:`.reference`).
-``python -m relax_rl.diagnose`` is :mod:`relax_rl.cli.diagnose`."""
+``relax-rl diagnose`` is :mod:`relax_rl.cli.diagnose`."""
 
 from relax_rl.diagnose.decomposition import (
     DEFAULT_MAX_AGE,

@@ -35,7 +35,7 @@ The estimators, on the same rows, actions and continuations:
   one-step episodes, whose estimate is then exact given the state; the exact action effect otherwise). They
   are the ceiling every learned critic is measured against.
 
-    python -m relax_rl.diagnose --model runs/relax_a2c/CartPole-v1_s0/final_model.zip --samples 256 --json
+    relax-rl diagnose --model runs/relax_a2c/CartPole-v1_s0/final_model.zip --samples 256 --json
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The optimum is ``θ = 0``, but the two values of ``f`` differ by only ``1 − 2t
 so a noisy single-sample gradient easily drowns the signal. Adam (lr 0.01) trains the
 Bernoulli logit from 0 (``θ = 0.5``) with one sample per step.
 
-    python -m relax_rl.experiments.toy --estimator reinforce relax --steps 10000 --seed 0 --json
+    relax-rl toy --estimator reinforce relax --steps 10000 --seed 0 --json
 """
 
 from __future__ import annotations
@@ -233,9 +233,9 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str = "relax-rl toy") -> argparse.Namespace:
     """Command-line options; bad values exit with code 2 and a one-line message."""
-    parser = OneLineParser(prog="python -m relax_rl.experiments.toy", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--estimator", nargs="+", required=True, choices=ESTIMATORS, help="one or more estimators")
     parser.add_argument("--steps", type=positive_int, default=10_000, help="optimisation steps (default 10000)")
     parser.add_argument("--seed", type=int, default=0)
@@ -245,9 +245,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str = "relax-rl toy") -> None:
     """Run the chosen estimators, then print a summary (or JSON) and write figures if asked."""
-    args = parse_args(argv)
+    args = parse_args(argv, prog)
     torch.set_num_threads(1)  # scalar-sized tensors: extra threads only add overhead
     names = list(dict.fromkeys(args.estimator))  # a repeated name would only overwrite its own result
     runs = {name: train(name, args.steps, args.seed, args.target, progress=not args.json) for name in names}

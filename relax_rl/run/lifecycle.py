@@ -50,12 +50,15 @@ class RunResult:
 class TrainingStopped(Exception):
     """Training ended before its budget (a signal, or too many skipped updates); a checkpoint was kept.
 
-    ``str()`` is the one-line message for the user, ``exit_code`` the CLI's exit status.
+    ``str()`` is the one-line message for the user, ``exit_code`` the CLI's exit status, and ``run_dir`` the
+    run that :func:`resume` continues; how to resume it is the caller's to say, in its own terms (a command
+    line, a rerun of a study).
     """
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, exit_code: int, run_dir: Path) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.run_dir = run_dir
 
 
 def train(config: RunConfig, run_dir: str | Path, *, report: Report | None = None, progress: bool = False) -> RunResult:
@@ -169,7 +172,7 @@ def _learn(
             session.evaluator.eval_env.close()
     stop = session.control.stop
     if stop is not None:
-        raise TrainingStopped(*_stop_message(stop, run_dir))
+        raise TrainingStopped(*_stop_message(stop), run_dir)
     save_model(model, run_dir / FINAL_MODEL, run_dir / VECNORMALIZE_FILE)
     wall_s = session.clock.seconds
     eval_s = 0.0 if session.evaluator is None else session.evaluator.eval_seconds
@@ -191,13 +194,12 @@ def _learn(
     return RunResult(run_dir, metrics, session.evaluations())
 
 
-def _stop_message(stop: Stop, run_dir: Path) -> tuple[str, int]:
+def _stop_message(stop: Stop) -> tuple[str, int]:
     """The one-line message and exit status of an early stop."""
     if stop.signum is not None:
         name = signal.Signals(stop.signum).name
         return (
-            f"interrupted by {name} at timestep {stop.timestep}; checkpoint: {stop.checkpoint}; "
-            f"resume with: python train.py --resume {run_dir}",
+            f"interrupted by {name} at timestep {stop.timestep}; checkpoint: {stop.checkpoint}",
             128 + stop.signum,  # the shell's convention for "killed by this signal"
         )
     kept = (

@@ -1,4 +1,4 @@
-"""Hyper-parameter studies (``python -m relax_rl.tune``): Optuna locally, Ray Tune on a cluster.
+"""Hyper-parameter studies (``relax-rl tune``): Optuna locally, Ray Tune on a cluster.
 
 - :mod:`.space`: search spaces (``configs/search/<algo>.yml``) as Optuna distributions;
 - :mod:`.trial`: what a study is (:class:`StudySpec`), and one trial's K seeds through the Run API;

@@ -5,5 +5,5 @@ latents per stochastic layer) with one gradient estimator per stochastic layer, 
 the training and validation ELBO, a 100-sample test IWAE bound, each layer's gradient
 log-variance and the training speed.
 
-    python -m relax_rl.experiments.binary_vae --estimator relaxed_rebar --model linear1 --steps 5000 --json
+    relax-rl vae --estimator relaxed_rebar --model linear1 --steps 5000 --json
 """

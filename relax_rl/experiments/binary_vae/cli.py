@@ -15,20 +15,18 @@ from relax_rl.experiments.binary_vae.plots import plot_curves
 from relax_rl.experiments.binary_vae.training import Config, train
 from relax_rl.experiments.cli_args import OneLineParser, positive_float, positive_int
 
-PROG = "python -m relax_rl.experiments.binary_vae"
-SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"  # ../shared/data from the repo root
+PROG = "relax-rl vae"
 DATASET_DIRS = {"mnist": "binarized_mnist", "omniglot": "omniglot"}
 
 
 def default_data_dir(dataset: str) -> Path:
-    """The shared data folder when this checkout has one, else the user cache."""
-    shared = SHARED_DATA / DATASET_DIRS[dataset]
-    return shared if shared.is_dir() else default_cache_dir() / DATASET_DIRS[dataset]
+    """Where ``--download`` puts a dataset, and where it is read from without ``--data``: the user cache."""
+    return default_cache_dir() / DATASET_DIRS[dataset]
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str = PROG) -> argparse.Namespace:
     """Command-line options; bad values exit with code 2 and a one-line message."""
-    p = OneLineParser(prog=PROG, description="Train a binary VAE with one gradient estimator per stochastic layer.")
+    p = OneLineParser(prog=prog, description="Train a binary VAE with one gradient estimator per stochastic layer.")
     p.add_argument("--estimator", required=True, choices=ESTIMATORS)
     p.add_argument("--model", default="linear1", choices=MODELS, help="(default linear1)")
     p.add_argument("--dataset", default="mnist", choices=tuple(DATASET_DIRS), help="(default mnist)")
@@ -46,7 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="first N test images for the final IWAE bound (default 1000; 10000, all of MNIST's, as the paper)",
     )
     p.add_argument("--train-subset", type=positive_int, help="train on the first N training images only")
-    p.add_argument("--data", type=Path, help="data directory (default: ../shared/data/<dataset> or the user cache)")
+    p.add_argument(
+        "--data", type=Path, help="data directory (default: <dataset> in the user cache, where --download puts it)"
+    )
     p.add_argument("--cache", type=Path, help=f"cache for parsed .amat files (default {default_cache_dir()})")
     p.add_argument("--download", action="store_true", help="fetch missing MNIST .amat files into the data directory")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
@@ -62,13 +62,13 @@ def load(args: argparse.Namespace) -> Dataset:
     return Dataset(data.train[: args.train_subset], data.valid, data.test)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str = PROG) -> None:
     """Train, then print a summary (or one JSON object) and write the curves if asked."""
-    args = parse_args(argv)
+    args = parse_args(argv, prog)
     try:
         data = load(args)
     except DataError as err:
-        OneLineParser(prog=PROG).error(str(err))
+        OneLineParser(prog=prog).error(str(err))
     torch.set_num_threads(args.threads)
     config = Config(
         estimator=args.estimator,

@@ -1,3 +1,0 @@
-from relax_rl.cli.compare import main
-
-raise SystemExit(main())

@@ -1,3 +1,0 @@
-from relax_rl.cli.diagnose import main
-
-raise SystemExit(main())

@@ -1,3 +1,0 @@
-from relax_rl.cli.tune import main
-
-raise SystemExit(main())
