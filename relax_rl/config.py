@@ -92,7 +92,23 @@ def read_section(path: str | Path, env_id: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
     if not isinstance(sections, dict) or not all(isinstance(v, dict | None) for v in sections.values()):
         raise ConfigError(f"config file {path} must map env ids (and 'default') to sections of key: value")
+    _check_section_names(path, sections)
     return {**(sections.get(DEFAULT_SECTION) or {}), **(sections.get(env_id) or {})}
+
+
+def _check_section_names(path: str | Path, sections: Mapping[str, Any]) -> None:
+    """A section for no env would be ignored in silence (a typo such as ``CartPole-V1``): name it instead."""
+    from relax_rl.envs import UnknownEnvError, get_spec  # registers ale-py's ids; only where a file is read
+
+    for name in sections:
+        if name == DEFAULT_SECTION:
+            continue
+        try:
+            get_spec(str(name))
+        except UnknownEnvError as err:
+            raise ConfigError(
+                f"config file {path}: section {name!r} matches no env: {err} (sections are env ids or 'default')"
+            ) from None
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:

@@ -85,6 +85,11 @@ def check_values(
             f"n_timesteps {total_timesteps} is less than one rollout (n_envs {n_envs} x n_steps "
             f"{n_steps} = {rollout} timesteps); give at least {rollout}"
         )
+    if total_timesteps < 2 * rollout:  # e.g. --n-envs 100000 on a 500k budget: one update, and no episode ends
+        raise ConfigError(
+            f"n_timesteps {total_timesteps} buys a single update (n_envs {n_envs} x n_steps {n_steps} = {rollout} "
+            f"timesteps each); lower n_envs, or give n_timesteps a multiple of {rollout} of at least {2 * rollout}"
+        )
 
 
 def parse_policy_kwargs(value: Any) -> Any:

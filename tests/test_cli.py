@@ -246,6 +246,7 @@ gym.register("relax-rl-test/TupleActions-v0", entry_point=_TupleActions, max_epi
         (["--hyperparams", "policy_kwargs=dict(net_arch=[8"], "policy_kwargs: cannot read"),
         (["--hyperparams", "policy_kwargs=[8, 8]"], "policy_kwargs must be a mapping"),
         (["--total-timesteps", "10"], "less than one rollout (n_envs 8 x n_steps 5 = 40 timesteps)"),
+        (["--n-envs", "100000", "--total-timesteps", "5e5"], "n_timesteps 500000 buys a single update"),
         (["--config", "missing.yml"], "cannot read config file missing.yml"),
     ],
     ids=[
@@ -268,6 +269,7 @@ gym.register("relax-rl-test/TupleActions-v0", entry_point=_TupleActions, max_epi
         "zoo-syntax-unclosed",
         "policy-kwargs-not-a-mapping",
         "budget-below-one-rollout",
+        "budget-of-one-update",
         "missing-config-file",
     ],
 )
@@ -430,3 +432,15 @@ def test_plot_says_what_a_path_that_is_not_a_run_directory_is(target, message, t
     assert main(["plot", str(path), "--out", str(tmp_path / "x.png")]) == 2
     assert message in _one_line_error(capsys.readouterr().err)
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("text", ["1000000", "1e6", "1.0e6", "1_000_000"])
+def test_counts_are_read_as_the_configs_write_them(text):
+    from relax_rl.cli.train import _parser
+
+    assert _parser("relax-rl train").parse_args(["--total-timesteps", text]).total_timesteps == 1_000_000
+
+
+def test_a_count_that_is_not_whole_is_one_line(tmp_path, capsys):
+    assert train_main(["--total-timesteps", "1000.5", "--log-dir", str(tmp_path)]) == 2
+    assert "expected a whole number (such as 500000 or 1e6), got '1000.5'" in _one_line_error(capsys.readouterr().err)

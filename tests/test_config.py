@@ -12,6 +12,7 @@ from relax_rl.config import (
     constructor_keywords,
     default_config_file,
     parse_overrides,
+    parse_yaml,
     read_section,
     resolve_config,
 )
@@ -183,3 +184,20 @@ def test_rl_zoo_policy_kwargs_syntax_is_read():
     assert config.algo_kwargs["policy_kwargs"]["activation_fn"] == "ReLU"
     with pytest.raises(ConfigError, match="cannot read"):
         parse_policy_kwargs("dict(activation_fn=open('x'))")
+
+
+def test_a_section_that_matches_no_env_is_named_with_the_closest_id(tmp_path):
+    # A typo in an env's section used to train with the defaults, in silence.
+    path = tmp_path / "typo.yml"
+    path.write_text("CartPole-V1:\n  learning_rate: 5.0e-3\n")
+    with pytest.raises(ConfigError) as error:
+        resolve_config("a2c", "CartPole-v1", 0, config_file=path)
+    message = str(error.value)
+    assert "section 'CartPole-V1' matches no env" in message and "did you mean: CartPole-v1" in message
+    assert str(path) in message
+
+
+@pytest.mark.parametrize("algo", ["a2c", "relax_a2c"])
+def test_every_section_of_the_bundled_configs_is_an_env(algo):
+    for env_id in parse_yaml(default_config_file(algo).read_text()):
+        read_section(default_config_file(algo), env_id)  # raises for a section that matches no env

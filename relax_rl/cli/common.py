@@ -33,6 +33,18 @@ def run_guarded(command: Callable[[Sequence[str] | None], int], argv: Sequence[s
         return EXIT_BAD_INPUT
 
 
+def whole_number(text: str) -> int:
+    """An argparse type for counts of timesteps and the like, written as the configs write them: ``500000``,
+    ``5e5``, ``1.0e6`` or ``500_000``."""
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if not number.is_integer():
+        raise argparse.ArgumentTypeError(f"expected a whole number (such as 500000 or 1e6), got {text!r}")
+    return int(number)
+
+
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads",

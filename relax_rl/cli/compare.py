@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from relax_rl.cli.common import CLIParser, add_threads_argument, check_minimums, run_guarded
+from relax_rl.cli.common import CLIParser, add_threads_argument, check_minimums, run_guarded, whole_number
 from relax_rl.compare import plan, run_all, write_reports
 from relax_rl.config import ALGOS, accepted_keys, load_algo_class, parse_overrides
 from relax_rl.envs import get_spec
@@ -31,8 +31,8 @@ def _parser(prog: str) -> CLIParser:
     parser.add_argument(
         "--first-seed", type=int, default=0, help="FIRST; tune on other seeds than those you report (default 0)"
     )
-    parser.add_argument("--total-timesteps", type=int, help="default: n_timesteps of each algorithm's config")
-    parser.add_argument("--n-envs", type=int, help="default: n_envs of each algorithm's config")
+    parser.add_argument("--total-timesteps", type=whole_number, help="default: n_timesteps of each algorithm's config")
+    parser.add_argument("--n-envs", type=whole_number, help="default: n_envs of each algorithm's config")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs at a time")
     parser.add_argument("--out", type=Path, help="default: runs/compare/<env>")
     parser.add_argument(
@@ -50,8 +50,8 @@ def _parser(prog: str) -> CLIParser:
         help="passed to every run, or with ALGO: to that algorithm's runs only",
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--eval-freq", type=int, default=0, help="per-run evaluation period in timesteps; 0: off")
-    parser.add_argument("--checkpoint-freq", type=int, default=0, help="per-run checkpoint period; 0: off")
+    parser.add_argument("--eval-freq", type=whole_number, default=0, help="per-run evaluation period; 0: off")
+    parser.add_argument("--checkpoint-freq", type=whole_number, default=0, help="per-run checkpoint period; 0: off")
     parser.add_argument(
         "--ray",
         metavar="ADDRESS",

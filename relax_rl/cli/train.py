@@ -10,7 +10,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from relax_rl.cli.common import EXIT_IO_ERROR, CLIParser, add_threads_argument, check_minimums, run_guarded
+from relax_rl.cli.common import (
+    EXIT_IO_ERROR,
+    CLIParser,
+    add_threads_argument,
+    check_minimums,
+    run_guarded,
+    whole_number,
+)
 from relax_rl.config import ALGOS, RunConfig, parse_overrides, resolve_config
 from relax_rl.envs import get_spec
 from relax_rl.errors import UsageError
@@ -48,8 +55,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--algo", default="relax_a2c", choices=list(ALGOS))
     parser.add_argument("--env", default="CartPole-v1", help="gymnasium env id (Atari: ALE/...)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--total-timesteps", type=int, help="overrides n_timesteps of the config")
-    parser.add_argument("--n-envs", type=int, help="overrides n_envs of the config")
+    parser.add_argument("--total-timesteps", type=whole_number, help="overrides n_timesteps of the config")
+    parser.add_argument("--n-envs", type=whole_number, help="overrides n_envs of the config")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--config", type=Path, help="hyper-parameter file (default: configs/<algo>.yml)")
     parser.add_argument("--hyperparams", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys")
@@ -67,21 +74,21 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="continue an interrupted run from its newest usable checkpoint, with the settings in its config.yml "
         "(only --device, --threads and --progress may be given with it)",
     )
-    parser.add_argument("--eval-freq", type=int, help="timesteps between evaluations; 0: off (default 10000)")
+    parser.add_argument("--eval-freq", type=whole_number, help="timesteps between evaluations; 0: off (default 10000)")
     parser.add_argument(
         "--checkpoint-freq",
-        type=int,
+        type=whole_number,
         help="timesteps between checkpoints, taken at the first update boundary after each multiple; 0: off "
         "(default 100000); SIGINT and SIGTERM always write one",
     )
     parser.add_argument(
         "--max-bad-updates",
-        type=int,
+        type=whole_number,
         help="stop after K consecutive updates skipped for a non-finite loss or gradient; 0: never (default 10)",
     )
     parser.add_argument(
         "--diagnose-freq",
-        type=int,
+        type=whole_number,
         help="timesteps between small variance decompositions logged as train/action_var_frac; 0: off "
         "(default 50000; off for normalised, frame-stacked or Atari runs)",
     )

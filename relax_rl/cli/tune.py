@@ -16,7 +16,7 @@ from pathlib import Path
 
 from optuna.distributions import CategoricalDistribution
 
-from relax_rl.cli.common import CLIParser, add_threads_argument, check_minimums, run_guarded
+from relax_rl.cli.common import CLIParser, add_threads_argument, check_minimums, run_guarded, whole_number
 from relax_rl.config import ALGOS, ConfigError, RunConfig, load_algo_class, parse_overrides, resolve_config
 from relax_rl.envs import get_spec
 from relax_rl.errors import UsageError
@@ -38,7 +38,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--algo", default="relax_a2c", choices=list(ALGOS))
     parser.add_argument("--env", default="CartPole-v1", help="gymnasium env id")
-    parser.add_argument("--total-timesteps", type=int, help="budget of every run (default: n_timesteps of the config)")
+    parser.add_argument("--total-timesteps", type=whole_number, help="budget of every run (default: the config's)")
     parser.add_argument(
         "--hyperparams", nargs="+", default=[], metavar="KEY=VALUE", help="fixed for every trial (not searched)"
     )
@@ -56,7 +56,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--objective", default="final_return", choices=list(OBJECTIVES))
     parser.add_argument("--pruner", default="median", choices=list(PRUNERS))
     parser.add_argument(
-        "--eval-freq", type=int, help=f"timesteps between evaluations (default: {EVALUATIONS_PER_RUN} per run)"
+        "--eval-freq", type=whole_number, help=f"timesteps between evaluations (default: {EVALUATIONS_PER_RUN} per run)"
     )
     parser.add_argument("--search-space", type=Path, help="default: configs/search/<algo>.yml")
     parser.add_argument(
