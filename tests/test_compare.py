@@ -73,10 +73,24 @@ def test_summary_censors_unsolved_runs_and_reports_ratios():
         "a2c": [_metrics(600, extra=200), _metrics(600, extra=200)],
     }
     summary = compare.summary_markdown(by_algo, "CartPole-v1")
-    assert "| relax_a2c | 1/2 solved | 600 [300, 900] |" in summary  # the unsolved run counts as 900
-    assert "| median episodes to solve 475 | 1.00 |" in summary
+    # The unsolved run counts as 900, and the median of two rests on it: a lower bound, and so is the ratio.
+    assert "| relax_a2c | 1/2 solved | ≥ 600 [300, 900] (censored) |" in summary
+    assert "| median episodes to solve 475 | ≥ 1.00 |" in summary
     assert "| median episodes to solve 195 | 0.55 |" in summary
     assert "| median SPS | 0.60 |" in summary
+
+
+def test_no_ratio_of_medians_where_neither_side_solved():
+    # What compare printed with 0 of 2 runs solved on each side: "median episodes to solve 475 | 0.38".
+    by_algo = {
+        "relax_a2c": [_metrics(None, episodes=300, extra=100), _metrics(None, episodes=320, extra=110)],
+        "a2c": [_metrics(None, episodes=800, extra=None), _metrics(None, episodes=820, extra=400)],
+    }
+    summary = compare.summary_markdown(by_algo, "CartPole-v1")
+    assert "| a2c | 0/2 solved | ≥ 810 [800, 820] (censored) |" in summary
+    assert "| median episodes to solve 475 | n/a (neither median solved) |" in summary
+    assert "| median episodes to solve 195 | ≤ 0.17 |" in summary  # relax's 105 over a2c's censored 610
+    assert "half the runs or more did not solve" in summary
 
 
 def test_median_is_the_median_over_seeds_not_the_mean():
@@ -121,3 +135,16 @@ def test_one_run_is_drawn_as_it_is_with_its_peak_and_a_title_that_says_so():
         (line,) = axis.get_lines()[:1]
         assert line.get_ydata().max() == 475.13  # no grid to fall between episodes
     assert figure.get_suptitle() == "CartPole-v1: one run each"
+
+
+def test_the_readmes_two_compare_lines_write_to_two_places_and_a_rerun_to_the_same():
+    from relax_rl.cli.compare import _parser, default_out
+
+    def out(line: str):
+        return default_out(_parser("relax-rl compare").parse_args(line.split()))
+
+    first = "--env CartPole-v1 --algos relax_a2c a2c --seeds 5 --workers 2"
+    second = "--env CartPole-v1 --algos relax_a2c a2c --hyperparams relax_a2c:cv_learning_rate=3e-3"
+    assert str(out(first)) == "runs/compare/CartPole-v1/relax_a2c-a2c"
+    assert str(out(second)) == "runs/compare/CartPole-v1/relax_a2c-a2c_relax_a2c-cv_learning_rate=3e-3"
+    assert out(first.replace("--seeds 5", "--seeds 10")) == out(first)  # more seeds extend the same comparison

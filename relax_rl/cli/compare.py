@@ -9,7 +9,10 @@ the same command continues an interrupted comparison: finished runs are not run 
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -34,7 +37,7 @@ def _parser(prog: str) -> CLIParser:
     parser.add_argument("--total-timesteps", type=whole_number, help="default: n_timesteps of each algorithm's config")
     parser.add_argument("--n-envs", type=whole_number, help="default: n_envs of each algorithm's config")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs at a time")
-    parser.add_argument("--out", type=Path, help="default: runs/compare/<env>")
+    parser.add_argument("--out", type=Path, help="default: runs/compare/<env>/<algos>[_<settings>]")
     parser.add_argument(
         "--config",
         nargs="+",
@@ -70,7 +73,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "relax-rl compare") -> i
 def _compare(argv: Sequence[str] | None, prog: str) -> int:
     args = _parser(prog).parse_args(argv)
     check_minimums(args, {"seeds": 1, "workers": 1, "total_timesteps": 1, "n_envs": 1, "threads": 1})
-    out = args.out or Path("runs") / "compare" / args.env.replace("/", "-")
+    out = args.out or default_out(args)
     get_spec(args.env)
     jobs = plan(
         args.env,
@@ -101,6 +104,20 @@ def _compare(argv: Sequence[str] | None, prog: str) -> int:
         print(f"{run['algo']} seed {run['seed']} failed (exit {run['returncode']}): {run['error']}", file=sys.stderr)
     print(f"wrote {out / 'summary.md'}, {out / 'results.json'}, {out / 'learning_curves.png'}")
     return 1 if failed else 0
+
+
+def default_out(args: argparse.Namespace) -> Path:
+    """``runs/compare/<env>/<algos>[_<settings>]``: one folder per set of run settings, so that comparisons
+    with other settings do not meet (the README's two lines), while a rerun, or more seeds of the same
+    settings, continues the same one."""
+    settings = [*args.hyperparams, *args.config]
+    settings += [f"{flag}={value}" for flag, value in (("steps", args.total_timesteps), ("envs", args.n_envs)) if value]
+    name = "-".join(args.algos)
+    if settings:
+        readable = re.sub(r"[^A-Za-z0-9_.=+-]+", "-", "_".join(settings))
+        digest = hashlib.sha1("\0".join(settings).encode()).hexdigest()[:8]
+        name += f"_{readable}" if len(readable) <= 60 else f"_{digest}"
+    return Path("runs") / "compare" / args.env.replace("/", "-") / name
 
 
 def _per_algo_files(items: Sequence[str], algos: Sequence[str]) -> dict[str, Path]:

@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from rliable import metrics as rl_metrics
@@ -59,6 +59,13 @@ def _threshold_columns(metrics: dict[str, Any]) -> list[tuple[str, float, Callab
     return columns
 
 
+class Median(NamedTuple):
+    """A median over runs, and whether it is one: where it rests on a run that never solved, it is a lower bound."""
+
+    point: float
+    exact: bool = True
+
+
 def median_over_runs(scores: np.ndarray) -> float:
     """The median over every run of one task.
 
@@ -96,7 +103,7 @@ def summary_markdown(by_algo: dict[str, list[dict[str, Any]]], env_id: str, *, n
         "(right-censored), so where some are unsolved the statistics are lower bounds.",
         "",
     ]
-    ratio_rows: list[tuple[str, dict[str, float]]] = []
+    ratio_rows: list[tuple[str, dict[str, Median]]] = []
     for label, threshold, solved_at in _threshold_columns(first):
         table, medians = _solve_table(by_algo, solved_at)
         lines += [f"## Episodes to solve: {threshold:g} ({label})", "", *table, ""]
@@ -110,7 +117,7 @@ def summary_markdown(by_algo: dict[str, list[dict[str, Any]]], env_id: str, *, n
 
 def _solve_table(
     by_algo: dict[str, list[dict[str, Any]]], solved_at: Callable[[dict[str, Any]], Any]
-) -> tuple[list[str], dict[str, float]]:
+) -> tuple[list[str], dict[str, Median]]:
     """Rows of episodes-to-solve (unsolved runs censored at their episode count) and each algo's median."""
     rows = ["| algo | solved | median [95% CI] | IQM [95% CI] |", "|---|---|---|---|"]
     medians = {}
@@ -119,12 +126,19 @@ def _solve_table(
         n_solved = sum(solved_at(m) is not None for m in runs)
         median = _estimate(episodes, median_over_runs)
         iqm = _estimate(episodes, rl_metrics.aggregate_iqm)
-        medians[algo] = median[0]
-        rows.append(f"| {algo} | {n_solved}/{len(runs)} solved | {_fmt(median)} | {_fmt(iqm)} |")
+        # With unsolved runs counted at +inf the median is finite exactly when it does not rest on a censored
+        # run; otherwise the censored median is only a lower bound.
+        uncensored = [e if solved_at(m) is not None else np.inf for e, m in zip(episodes, runs, strict=True)]
+        exact = bool(np.isfinite(np.median(uncensored)))
+        medians[algo] = Median(median[0], exact)
+        cell = _fmt(median) if exact else f"≥ {_fmt(median)} (censored)"
+        rows.append(f"| {algo} | {n_solved}/{len(runs)} solved | {cell} | {_fmt(iqm)} |")
+    if not all(median.exact for median in medians.values()):
+        rows += ["", "(censored): half the runs or more did not solve, so the median is only a lower bound."]
     return rows, medians
 
 
-def _return_table(by_algo: dict[str, list[dict[str, Any]]], window: int) -> tuple[list[str], dict[str, float]]:
+def _return_table(by_algo: dict[str, list[dict[str, Any]]], window: int) -> tuple[list[str], dict[str, Median]]:
     """Rows of final return, SPS and wall time, and each algo's median SPS."""
     rows = [
         f"| algo | final return (mean of last {window} episodes): median [95% CI] "
@@ -136,13 +150,13 @@ def _return_table(by_algo: dict[str, list[dict[str, Any]]], window: int) -> tupl
         returns = [m["final_mean_return"] for m in runs if m["final_mean_return"] is not None]
         final = _fmt(_estimate(returns, median_over_runs), 1) if returns else "no episode"
         sps_estimate = _estimate([m["sps"] for m in runs], median_over_runs)
-        sps[algo] = sps_estimate[0]
+        sps[algo] = Median(sps_estimate[0])
         wall = float(np.median([m["wall_s"] for m in runs]))
         rows.append(f"| {algo} | {final} | {_fmt(sps_estimate)} | {wall:.1f} |")
     return rows, sps
 
 
-def _ratio_table(rows: Sequence[tuple[str, dict[str, float]]], algos: Sequence[str]) -> list[str]:
+def _ratio_table(rows: Sequence[tuple[str, dict[str, Median]]], algos: Sequence[str]) -> list[str]:
     """Each algo's value over BASELINE's, per metric; empty without BASELINE or another algo."""
     others = [algo for algo in algos if algo != BASELINE]
     if BASELINE not in algos or not others:
@@ -150,5 +164,15 @@ def _ratio_table(rows: Sequence[tuple[str, dict[str, float]]], algos: Sequence[s
     lines = [f"## Ratios to {BASELINE} (episodes: below 1 solves sooner; SPS: below 1 is slower)", ""]
     lines += ["| metric | " + " | ".join(f"{a} / {BASELINE}" for a in others) + " |", "|---|" + "---|" * len(others)]
     for name, values in rows:
-        lines.append(f"| {name} | " + " | ".join(f"{values[a] / values[BASELINE]:.2f}" for a in others) + " |")
+        lines.append(f"| {name} | " + " | ".join(_ratio(values[a], values[BASELINE]) for a in others) + " |")
     return [*lines, ""]
+
+
+def _ratio(value: Median, baseline: Median) -> str:
+    """``value / baseline``, as a bound where one median is censored, and no number where both are."""
+    ratio = f"{value.point / baseline.point:.2f}"
+    if value.exact and baseline.exact:
+        return ratio
+    if value.exact:  # the baseline's median is a lower bound: the ratio is an upper one
+        return f"≤ {ratio}"
+    return f"≥ {ratio}" if baseline.exact else "n/a (neither median solved)"
