@@ -24,8 +24,8 @@ from relax_rl.agents.policies import (
 )
 from relax_rl.agents.replay import ReplayRows, RolloutEnd, RolloutReplay
 from relax_rl.agents.spaces import actions_for_relaxation, estimator_for, split_mean_log_std
+from relax_rl.agents.speed_hints import warn_if_one_env, warn_if_threads_are_slow
 from relax_rl.agents.tensor_rollout import TensorRolloutMixin
-from relax_rl.agents.threads import warn_if_threads_are_slow
 
 SelfRelaxA2C = TypeVar("SelfRelaxA2C", bound="RelaxA2C")
 
@@ -517,4 +517,5 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         progress_bar: bool = False,
     ) -> SelfRelaxA2C:
         warn_if_threads_are_slow(self)
+        warn_if_one_env(self)
         return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
