@@ -58,6 +58,10 @@ class Resumable(Protocol):
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
 
+_END_RECORD_SIGNATURE = b"PK\x05\x06"
+_END_RECORD_SIZE = 22
+
+
 def checkpoint_path(run_dir: Path, timestep: int) -> Path:
     """Where the checkpoint taken at ``timestep`` goes (SB3's CheckpointCallback naming)."""
     return run_dir / CHECKPOINT_DIR / f"rl_model_{timestep}_steps.zip"
@@ -102,9 +106,20 @@ class Checkpointer:
         return path
 
 
+def _ends_with_zip_directory(path: Path) -> bool:
+    # A whole checkpoint ends with the zip's end-of-directory record (it has no comment). Cut short, it does
+    # not, yet zipfile may still open it by the directory that model.save wrote before the resume entries.
+    with path.open("rb") as file:
+        size = file.seek(0, 2)
+        file.seek(max(size - _END_RECORD_SIZE, 0))
+        return file.read(4) == _END_RECORD_SIGNATURE
+
+
 def read_meta(path: Path) -> dict[str, Any]:
     """The run identity stored in a checkpoint, after checking every entry's CRC (truncation, bit rot)."""
     try:
+        if not _ends_with_zip_directory(path):
+            raise CheckpointError(f"{path} is truncated or corrupt (it does not end with its zip directory)")
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
             if bad is not None:

@@ -74,8 +74,18 @@ def test_existing_run_directory_is_refused(trained, capsys):
     _, _, run_dir, args = trained
     before = sorted(p.name for p in run_dir.iterdir())
     assert train_main(args) == 2
-    assert "already exists" in _one_line_error(capsys.readouterr().err)
+    assert "already holds a finished run" in _one_line_error(capsys.readouterr().err)
     assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def test_an_interrupted_run_in_the_way_is_pointed_to_resume(trained, tmp_path, capsys):
+    _, _, run_dir, args = trained
+    interrupted = tmp_path / "interrupted"
+    (interrupted / "checkpoints").mkdir(parents=True)
+    for checkpoint in (run_dir / "checkpoints").glob("*.zip"):
+        (interrupted / "checkpoints" / checkpoint.name).write_bytes(checkpoint.read_bytes())
+    assert train_main([*args, "--run-dir", str(interrupted)]) == 2
+    assert f"continue it with --resume {interrupted}" in _one_line_error(capsys.readouterr().err)
 
 
 def test_evaluate_json_prints_one_object(trained, capsys):
@@ -203,6 +213,30 @@ def test_evaluate_needs_an_env_without_a_run_config(tmp_path, trained, capsys):
     lonely.write_bytes((run_dir / "final_model.zip").read_bytes())
     assert evaluate_main(["--model", str(lonely)]) == 2
     assert "--env" in _one_line_error(capsys.readouterr().err)
+
+
+def test_evaluate_takes_a_run_directory_for_its_final_model(trained, capsys):
+    _, _, run_dir, _ = trained
+    assert evaluate_main(["--model", str(run_dir), "--episodes", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes"] == 1
+
+
+def test_evaluate_on_a_run_directory_without_a_final_model_names_its_newest_checkpoint(trained, tmp_path, capsys):
+    _, _, run_dir, _ = trained
+    unfinished = tmp_path / "unfinished"
+    (unfinished / "checkpoints").mkdir(parents=True)
+    for checkpoint in (run_dir / "checkpoints").glob("*.zip"):
+        (unfinished / "checkpoints" / checkpoint.name).write_bytes(checkpoint.read_bytes())
+    assert evaluate_main(["--model", str(unfinished)]) == 2
+    message = _one_line_error(capsys.readouterr().err)
+    assert "without a final_model.zip" in message and "rl_model_400_steps.zip" in message
+
+
+def test_evaluate_on_another_env_than_the_runs_says_which_it_was_trained_on(trained, capsys):
+    _, _, run_dir, _ = trained
+    model = str(run_dir / "final_model.zip")
+    assert evaluate_main(["--model", model, "--env", "CartPole-v0", "--episodes", "1"]) == 0
+    assert "note: the model was trained on CartPole-v1; evaluating it on CartPole-v0" in capsys.readouterr().err
 
 
 class _TupleActions(gym.Env):

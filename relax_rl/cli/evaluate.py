@@ -5,21 +5,33 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
 import torch
 
+from relax_rl.checkpoint import list_checkpoints
 from relax_rl.cli.common import CLIParser, add_threads_argument, run_guarded, stdout_to_stderr
 from relax_rl.config import ALGOS
 from relax_rl.errors import UsageError
-from relax_rl.run import CONFIG_FILE, detect_algo, evaluate, find_run_config, read_model_data, torch_threads
+from relax_rl.run import (
+    CONFIG_FILE,
+    FINAL_MODEL,
+    detect_algo,
+    evaluate,
+    find_run_config,
+    read_model_data,
+    torch_threads,
+)
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = CLIParser(prog=prog, description="Evaluate a saved model.")
-    parser.add_argument("--model", type=Path, required=True, help="a .zip saved by train.py (or SB3)")
+    parser.add_argument(
+        "--model", type=Path, required=True, help="a .zip saved by relax-rl train (or SB3), or a run directory"
+    )
     parser.add_argument("--env", help="default: the env in config.yml of the model's run directory")
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument(
@@ -42,6 +54,20 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
+def model_file(path: Path) -> Path:
+    """The model a ``--model`` names: a file (``.zip`` optional, as SB3's ``load`` has it), or a run directory's
+    final model."""
+    if path.is_dir():
+        if (path / FINAL_MODEL).is_file():
+            return path / FINAL_MODEL
+        checkpoints = list_checkpoints(path)
+        newest = f"; name a checkpoint instead, the newest is {checkpoints[0]}" if checkpoints else ""
+        raise UsageError(f"{path} is a directory without a {FINAL_MODEL} (a run that has not finished?){newest}")
+    if path.suffix != ".zip" and not path.exists():
+        return path.with_name(f"{path.name}.zip")
+    return path
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "relax-rl evaluate") -> int:
     """Entry point of ``evaluate.py``; returns the exit status."""
     return run_guarded(partial(_evaluate, prog=prog), argv)
@@ -53,15 +79,16 @@ def _evaluate(argv: Sequence[str] | None, prog: str) -> int:
         raise UsageError("--episodes must be >= 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: torch sees no CUDA GPU on this machine; use --device cpu or auto")
-    if args.model.suffix != ".zip" and not args.model.exists():
-        args.model = args.model.with_name(f"{args.model.name}.zip")  # as SB3's load does
+    args.model = model_file(args.model)
     algo = detect_algo(read_model_data(args.model))
     if algo not in ALGOS:
-        raise UsageError(f"{args.model} holds a {algo} model; evaluate.py supports {', '.join(ALGOS)}")
+        raise UsageError(f"{args.model} holds a {algo} model; {prog} supports {', '.join(ALGOS)}")
     run_config = find_run_config(args.model)
     env_id = args.env or (run_config.env if run_config else None)
     if env_id is None:
         raise UsageError(f"no --env given and no {CONFIG_FILE} next to {args.model}")
+    if run_config is not None and env_id != run_config.env:
+        print(f"note: the model was trained on {run_config.env}; evaluating it on {env_id}", file=sys.stderr)
     frame_stack = run_config.frame_stack if run_config else None
     with stdout_to_stderr() if args.json else contextlib.nullcontext(), torch_threads(args.threads):
         result = evaluate(

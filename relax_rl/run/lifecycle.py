@@ -76,9 +76,7 @@ def train(config: RunConfig, run_dir: str | Path, *, report: Report | None = Non
     try:
         run_dir.mkdir(parents=True, exist_ok=False)
     except FileExistsError:
-        raise UsageError(
-            f"run directory {run_dir} already exists; pick another --seed/--log-dir or remove it"
-        ) from None
+        raise UsageError(_existing_run_dir_message(run_dir)) from None
     except OSError as err:
         raise UsageError(f"cannot create run directory {run_dir}: {err.strerror}") from None
     try:
@@ -192,6 +190,15 @@ def _learn(
     }
     atomic_write(run_dir / METRICS_FILE, lambda path: Path(path).write_text(json.dumps(metrics, indent=2) + "\n"))
     return RunResult(run_dir, metrics, session.evaluations())
+
+
+def _existing_run_dir_message(run_dir: Path) -> str:
+    elsewhere = "pick another --seed, --log-dir or --run-dir, or remove it"
+    if (run_dir / METRICS_FILE).is_file():
+        return f"run directory {run_dir} already holds a finished run; {elsewhere}"
+    if list_checkpoints(run_dir):
+        return f"run directory {run_dir} holds an interrupted run: continue it with --resume {run_dir}, or {elsewhere}"
+    return f"run directory {run_dir} already exists; {elsewhere}"
 
 
 def _stop_message(stop: Stop) -> tuple[str, int]:
