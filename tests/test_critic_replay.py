@@ -1,4 +1,4 @@
-"""The critic's replay and the estimator options of RelaxA2C (DESIGN.md §4b): the order that keeps θ's
+"""The critic's replay and the estimator options of RelaxA2C (docs/design.md §4b): the order that keeps θ's
 gradient unbiased, A2C as the control, the objectives, and persistence."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ SCHEDULES = {
 @pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("pg_estimator", ["relax", "all_action"])
 def test_theta_gradient_is_taken_before_v_and_phi_train_on_the_rollout(schedule: str, pg_estimator: str) -> None:
-    """The rule of DESIGN.md §4b, checked at every update: when θ's estimate is formed, φ and V are as they
+    """The rule of docs/design.md §4b, checked at every update: when θ's estimate is formed, φ and V are as they
     were before the update, and the advantages are the buffer's (made by the V of collection time)."""
     replay = SCHEDULES[schedule]["critic_replay"]
     model = cartpole(

@@ -1,4 +1,4 @@
-"""V's replayed targets (DESIGN.md §4b): recomputed λ-returns and V-trace, and the age-weighted replay."""
+"""V's replayed targets (docs/design.md §4b): recomputed λ-returns and V-trace, and the age-weighted replay."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``V``'s regression targets for replayed rollouts, recomputed when ``V`` trains (DESIGN.md §4b).
+"""``V``'s regression targets for replayed rollouts, recomputed when ``V`` trains (docs/design.md §4b).
 
 A stored λ-return is what an older policy earned, bootstrapped with an older ``V``: a replayed ``V`` trained on
 it lags the current policy. Recomputing the targets with the current ``V`` (``recomputed``) renews the

@@ -1,4 +1,4 @@
-"""RELAX-A2C: A2C with a learned, action-dependent control variate (DESIGN.md §4, and §5 for Box actions)."""
+"""RELAX-A2C: A2C with a learned, action-dependent control variate (docs/design.md §4, and §5 for Box actions)."""
 
 from __future__ import annotations
 
@@ -56,9 +56,9 @@ class CvObjective(NamedTuple):
         return cls(name.startswith("regression"), name.removeprefix("regression").removeprefix("+") or None)
 
 
-#: φ's objectives: the variance of ĝ (DESIGN.md §4), a regression of ĉ on the advantage, or their sum.
+#: φ's objectives: the variance of ĝ (docs/design.md §4), a regression of ĉ on the advantage, or their sum.
 CV_OBJECTIVES = ("logits", "params", "regression", "regression+logits", "regression+params")
-#: What ``V`` regresses on a replayed row (DESIGN.md §4b): the λ-return stored at collection; the λ-return
+#: What ``V`` regresses on a replayed row (docs/design.md §4b): the λ-return stored at collection; the λ-return
 #: recomputed with the current ``V``; V-trace, which also weights each step by ``min(1, π/μ)`` for the current
 #: policy; or the stored return with the row's action effect under the current ĉ, ``w · (ind(a) − π)``, swapped
 #: for its mean under the current policy (zero).
@@ -90,7 +90,7 @@ def _grads(parameters: list[th.nn.Parameter]) -> list[th.Tensor]:
 class RelaxA2C(TensorRolloutMixin, A2C):
     """Advantage actor-critic whose baseline is ``c(s, z) = V(s) + ĉ_φ(s, relax(z, τ))``.
 
-    Discrete, MultiDiscrete and MultiBinary actions use RELAX (DESIGN.md §4) or the all-action form
+    Discrete, MultiDiscrete and MultiBinary actions use RELAX (docs/design.md §4) or the all-action form
     (§4b). ``Box`` actions use a diagonal Gaussian policy and LAX with ``c(s, a) = V(s) + ĉ_φ(s, a)``
     at the executed action (§5); actions are clipped to the bounds for the environment only. Takes
     every argument of SB3's :class:`~stable_baselines3.A2C` except ``use_sde``, plus:
@@ -109,7 +109,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
     :param cv_data: with ``critic_replay``, where φ trains: ``"rollout"``, on this rollout's rows and ``ĝ`` after
         θ's gradient is taken (as without a replay), or ``"replay"``, on replay minibatches after ``V``
     :param critic_replay: ``V`` and ``φ`` train on a replay of the last K rollouts after θ's gradient is
-        taken (DESIGN.md §4b); 0 trains ``V`` with θ on this rollout, as A2C does
+        taken (docs/design.md §4b); 0 trains ``V`` with θ on this rollout, as A2C does
     :param critic_steps: ``V``'s minibatch steps per update on the replay (with ``critic_replay``)
     :param critic_batch_size: rows per replay minibatch, for ``V`` and ``φ``, and never fewer than one
         rollout's rows (None: one rollout's)
@@ -252,7 +252,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         ]
 
     def train(self) -> None:
-        """One RELAX-A2C update (DESIGN.md §4, §4b; §5 for ``Box`` actions).
+        """One RELAX-A2C update (docs/design.md §4, §4b; §5 for ``Box`` actions).
 
         θ's gradient comes first, from a ``V`` (the advantages, computed at collection) and a ``φ`` that
         have not seen this rollout; only then do ``V`` and ``φ`` train on it. The reverse order is biased.
@@ -365,7 +365,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         return cv_loss, healthy
 
     def _variance_objective(self, g_params: th.Tensor, params: th.Tensor, objective: str) -> th.Tensor:
-        """A single-sample estimate of the estimator's variance, up to a constant free of φ (DESIGN.md §4)."""
+        """A single-sample estimate of the estimator's variance, up to a constant free of φ (docs/design.md §4)."""
         if objective == "logits":  # mean_t ‖ĝ_t^ℓ‖² over each step's distribution parameters
             return g_params.pow(2).sum(-1).mean()
         # ‖Σ_t ĝ_t‖² over the policy parameters: ĝ_θ = (∂params/∂θ)ᵀ ĝ^ℓ, by double backprop.

@@ -1,5 +1,5 @@
 """A replay of the last K rollouts, for training the critic ``V`` and the control variate ``ĉ_φ`` on more
-data than one rollout (DESIGN.md §4b).
+data than one rollout (docs/design.md §4b).
 
 The rule that keeps the policy gradient unbiased is the algorithm's, not this buffer's: rollout ``k``'s
 advantages and ``θ`` gradient are computed before ``V`` and ``φ`` train on a replay that includes ``k``.

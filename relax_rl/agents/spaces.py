@@ -165,7 +165,7 @@ class ActionEstimator(ABC):
 
 
 class RelaxEstimator(ActionEstimator):
-    """Discrete actions: RELAX, with ``z`` and ``z̃`` drawn given the stored action (DESIGN.md §4)."""
+    """Discrete actions: RELAX, with ``z`` and ``z̃`` drawn given the stored action (docs/design.md §4)."""
 
     relaxation: Relaxation
 
@@ -199,7 +199,7 @@ class RelaxEstimator(ActionEstimator):
 
 
 class AllActionEstimator(RelaxEstimator):
-    """Discrete actions: ``[Â − q̂(s, a)] ∇log π(a|s) + ∇θ Σ_a π(a|s) q̂(s, a)`` (DESIGN.md §4b).
+    """Discrete actions: ``[Â − q̂(s, a)] ∇log π(a|s) + ∇θ Σ_a π(a|s) q̂(s, a)`` (docs/design.md §4b).
 
     ``q̂`` is affine in the action's indicator (one-hot blocks, or bits), hence additive over
     sub-actions, and its expectation under ``π`` is exact: no relaxation noise at all.
@@ -223,7 +223,7 @@ class AllActionEstimator(RelaxEstimator):
 
 
 class LaxEstimator(ActionEstimator):
-    """``Box`` actions from a diagonal Gaussian: LAX at the executed action (DESIGN.md §5)."""
+    """``Box`` actions from a diagonal Gaussian: LAX at the executed action (docs/design.md §5)."""
 
     relaxation: GaussianReparam
 

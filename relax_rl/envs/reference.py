@@ -1,5 +1,5 @@
 """Exact values for environments whose reward is known in closed form: the ceiling every learned critic is
-measured against (DESIGN.md §4b, exact references).
+measured against (docs/design.md §4b, exact references).
 
 An :class:`AffineReward` environment pays ``r(s, a) = w*(s) · ind(a) + c*(s)``, where ``ind(a)`` is the action's
 indicator: its bits (``MultiBinary``) or one-hot blocks (``Discrete``, ``MultiDiscrete``), the layout of the

@@ -4,7 +4,7 @@ Each step shows a context ``x ~ N(0, I)``; the agent picks ``D`` sub-actions and
 fraction that match a target ``t(x)`` fixed by the task (a random linear map, seeded). A
 linear policy can match every sub-action, yet a single-sample policy gradient sees ``D``
 independent coin flips in its score, so the action-sampling variance grows with ``D``: the
-regime where an action-dependent control variate should pay off (DESIGN.md §8).
+regime where an action-dependent control variate should pay off (docs/design.md §8).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Learnable control variates ``c_φ(z)`` (DESIGN.md §1).
+"""Learnable control variates ``c_φ(z)`` (docs/design.md §1).
 
 A control variate maps a relaxation ``z`` (and optionally a context, such as
 an encoder input or a state embedding) to one scalar per batch row. It relaxes
@@ -146,7 +146,7 @@ class LinearControlVariate(_LearnedControlVariate):
 
     The slopes ``w`` and the offset ``b`` come from networks of the context (free parameters without
     one). It represents exactly any ``f`` that is additive over sub-actions, and scales to thousands of
-    them. Two options make its slopes easier to learn (DESIGN.md §4b, the all-action form):
+    them. Two options make its slopes easier to learn (docs/design.md §4b, the all-action form):
 
     - ``centred``: ``m`` is the mean of the indicator under the distribution, ``E_θ[ind(b)]``, read from the
       distribution parameters that the context ends with (``params_dim`` columns, detached). Then

@@ -1,4 +1,4 @@
-"""Gradient estimators as surrogate losses (DESIGN.md §1 and §3).
+"""Gradient estimators as surrogate losses (docs/design.md §1 and §3).
 
 Each function returns a per-sample surrogate of shape ``(batch,)``. Its
 gradient with respect to the distribution parameters ``θ`` is the
@@ -75,7 +75,7 @@ def all_action(
     control_variate: ControlVariate,
     context: Tensor | None = None,
 ) -> Tensor:
-    """All-action form: ``[f(b) − q̂(b)] ∇θ log p(b) + ∇θ E_{b'~p}[q̂(b')]`` (DESIGN.md §4b).
+    """All-action form: ``[f(b) − q̂(b)] ∇θ log p(b) + ∇θ E_{b'~p}[q̂(b')]`` (docs/design.md §4b).
 
     ``q̂`` reads the hard sample's indicator vector (one-hot blocks, or the bits), and must be affine
     in it: then ``E[q̂(b)] = q̂(E[b])`` is exact and cheap, ``q̂`` at ``mean_indicator`` (the

@@ -1,4 +1,4 @@
-"""Reparameterisations of discrete and continuous random variables (DESIGN.md §2).
+"""Reparameterisations of discrete and continuous random variables (docs/design.md §2).
 
 Every relaxation maps distribution parameters ``θ`` (logits, or a mean and a
 standard deviation) and independent noise to a continuous variable ``z`` with a
@@ -100,7 +100,7 @@ class Relaxation(ABC):
 
         ``z`` is drawn from ``p(z | b)`` and its noise ``z − location(θ)`` is
         detached, so ``z(θ) = location(θ) + noise`` has the same joint law with
-        ``b`` as an unconditional draw (DESIGN.md §2, last paragraph).
+        ``b`` as an unconditional draw (docs/design.md §2, last paragraph).
         """
         with torch.no_grad():
             noise = self.conditional_z(params, b) - self.location(params)
@@ -288,7 +288,7 @@ class MultiCategoricalRelaxation(Relaxation):
 
 
 class GaussianReparam:
-    """Diagonal Gaussian ``a = μ + σ ε`` (DESIGN.md §2, continuous case).
+    """Diagonal Gaussian ``a = μ + σ ε`` (docs/design.md §2, continuous case).
 
     For LAX the control variate must see the action that was executed, so
     :meth:`recover_eps` rebuilds ``ε`` from a stored action and
