@@ -395,7 +395,7 @@ def test_training_goes_on_without_the_diagnostic_when_the_env_cannot_be_copied()
 
 def test_only_runs_that_see_the_raw_env_are_diagnosed() -> None:
     from relax_rl.config import parse_overrides, resolve_config
-    from relax_rl.diagnose import observes_raw_env
+    from relax_rl.run.build import observes_raw_env
 
     assert observes_raw_env(resolve_config("relax_a2c", "CartPole-v1", 0))
     assert not observes_raw_env(

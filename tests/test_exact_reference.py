@@ -14,6 +14,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormalize
 
 from relax_rl import RelaxA2C
+from relax_rl.agents.policies import params_values_features
 from relax_rl.diagnose import CriticFitCallback, critic_fit, r_squared
 from relax_rl.envs import TargetMatchingEnv, exact_reference
 
@@ -75,7 +76,7 @@ def test_r_squared_is_one_at_the_truth_and_weights_pick_the_entries() -> None:
     assert r_squared(learned, true, torch.tensor([[1.0, 1.0, 0.0]])) == 1.0
 
 
-def test_critic_fit_is_exact_for_a_critic_that_knows_the_reward() -> None:
+def test_critic_fit_is_exact_for_a_critic_that_knows_the_reward(monkeypatch) -> None:
     """With V̂ = V* and ĉ's slopes = w*, the fit reads no error and R² 1."""
     env = make_vec_env(lambda: TargetMatchingEnv(n_actions=6), n_envs=2, seed=0)
     model = RelaxA2C(
@@ -83,13 +84,12 @@ def test_critic_fit_is_exact_for_a_critic_that_knows_the_reward() -> None:
     )
     reference, policy = exact_reference(env), model.policy
     obs = torch.randn(32, 8)
-    forward = policy.distribution_params_values_features
 
-    def exact_values(o, **kwargs):
-        params, _, entropy, features = forward(o, **kwargs)
-        return params, reference.state_values(o, torch.sigmoid(params)).detach(), entropy, features
+    def exact_values(forwarded, o, **kwargs):  # the policy's forward pass, with V̂ = V*
+        params, _, features = params_values_features(forwarded, o, **kwargs)
+        return params, reference.state_values(o, torch.sigmoid(params)).detach().unsqueeze(-1), features
 
-    policy.distribution_params_values_features = exact_values
+    monkeypatch.setattr("relax_rl.diagnose.reference.params_values_features", exact_values)
     policy.control_variate.slopes_and_offset = lambda context: (reference.coefficients(obs)[0], torch.zeros(32))
     fit = critic_fit(model, reference, obs, torch.ones(32))
     assert fit["v_rmse"] == pytest.approx(0.0, abs=1e-6) and fit["v_mean_error"] == pytest.approx(0.0, abs=1e-6)

@@ -252,6 +252,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_no_study(tmp_path, capsys):
         "leaves no evaluation": [*TINY, "--trials", "2", "--eval-freq", "5000"],
         "does not accept key 'n_step'": [*TINY, "--trials", "2", "--hyperparams", "n_step=4"],
         "cannot write the study's journal": [*TINY, "--trials", "2", "--out", str(a_file / "study")],
+        "give --storage a writable path": [*TINY, "--trials", "2", "--storage", str(a_file / "journal.log")],
         "--storage sqlite:": [*TINY, "--trials", "2", "--storage", f"sqlite:///{a_file}/x.db"],
         "--resume: there is no study": [*TINY, "--trials", "2", "--resume"],
     }
@@ -261,6 +262,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_no_study(tmp_path, capsys):
         assert main(argv) == 2, expected
         message = _one_line(capsys.readouterr().err)
         assert expected in message, message
+        assert "--out" not in message or "--storage" not in args, message  # the option that is wrong, only
         assert not out.exists(), expected
 
 

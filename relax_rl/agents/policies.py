@@ -18,11 +18,40 @@ from relax_rl.agents.spaces import distribution_from_params, estimator_for, sub_
 from relax_rl.estimators import ARCHITECTURES, READS_PARAMS, make_control_variate
 
 
+def distribution_params(policy: ActorCriticPolicy, latent_pi: th.Tensor) -> th.Tensor:
+    """One row of distribution parameters per step: the logits, or ``[μ, log σ]`` for a ``Box``.
+
+    A state-independent ``log σ`` (SB3's) is expanded to one row per step, so that each step's
+    gradient ``ĝ_t`` has its own ``log σ`` part; :class:`RelaxActorCriticPolicy`'s ``log_std_head`` is read.
+    """
+    out = policy.action_net(latent_pi)
+    if not isinstance(policy.action_dist, DiagGaussianDistribution):
+        return out
+    log_std = policy.log_std_net(latent_pi) if getattr(policy, "log_std_head", False) else policy.log_std.expand_as(out)
+    return th.cat([out, log_std], dim=-1)
+
+
+def params_values_features(
+    policy: ActorCriticPolicy, obs: th.Tensor, with_values: bool = True
+) -> tuple[th.Tensor, th.Tensor | None, th.Tensor]:
+    """The forward pass of any SB3 actor-critic policy, SB3's own and :class:`RelaxActorCriticPolicy`, from
+    SB3's public pieces: per-step :func:`distribution_params` (connected to θ), state values ``(N, 1)`` (None
+    without ``with_values``: the critic's pass is skipped) and the actor's features (what ``ĉ_φ`` reads)."""
+    features = policy.extract_features(obs)
+    if policy.share_features_extractor:
+        pi_features = vf_features = features
+    else:
+        pi_features, vf_features = features
+    params = distribution_params(policy, policy.mlp_extractor.forward_actor(pi_features))
+    values = policy.value_net(policy.mlp_extractor.forward_critic(vf_features)) if with_values else None
+    return params, values, pi_features
+
+
 class RelaxActorCriticPolicy(ActorCriticPolicy):
     """SB3's actor-critic policy plus ``ĉ_φ(stopgrad(features(s)), relax(z, τ))``.
 
     The control variate reads the shared features *detached*: it must not
-    carry gradient into the policy through ``s`` (DESIGN.md §4). Its
+    carry gradient into the policy through ``s`` (docs/design.md §4). Its
     parameters, temperature included, are left out of the policy optimiser;
     the algorithm trains them on the variance objective with an optimiser of
     their own. For a ``Box`` action space the policy is SB3's diagonal Gaussian and
@@ -173,7 +202,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         """What ``ĉ_φ`` reads besides the action: the features; with ``cv_horizon`` the steps ``h`` left to the
         bootstrap (as ``h/n``); last, with ``cv_reads_policy`` or a head centred on the policy, the distribution
         parameters. All detached, so that ``ĉ`` carries no gradient into θ through ``s``, and all fixed before
-        the action is drawn, which keeps the estimator unbiased (DESIGN.md §4b)."""
+        the action is drawn, which keeps the estimator unbiased (docs/design.md §4b)."""
         parts = [features.detach()]
         if self.cv_horizon:
             parts.append((horizon.to(features.dtype) / self.cv_horizon).unsqueeze(-1))
@@ -182,16 +211,8 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         return th.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
     def distribution_params(self, latent_pi: th.Tensor) -> th.Tensor:
-        """One row of distribution parameters per step: the logits, or ``[μ, log σ]`` for a ``Box``.
-
-        A state-independent ``log σ`` is expanded to one row per step, so that each step's
-        gradient ``ĝ_t`` has its own ``log σ`` part.
-        """
-        out = self.action_net(latent_pi)
-        if not isinstance(self.action_dist, DiagGaussianDistribution):
-            return out
-        log_std = self.log_std_net(latent_pi) if self.log_std_head else self.log_std.expand_as(out)
-        return th.cat([out, log_std], dim=-1)
+        """One row of distribution parameters per step (:func:`distribution_params`)."""
+        return distribution_params(self, latent_pi)
 
     def distribution_from_params(self, params: th.Tensor) -> Distribution:
         """SB3's action distribution for rows of :meth:`distribution_params`."""
@@ -201,24 +222,12 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         # Acting and the update share one parameterisation (and the log σ head, when there is one).
         return self.distribution_from_params(self.distribution_params(latent_pi))
 
-    def _params_values_features(
-        self, obs: th.Tensor, with_values: bool = True
-    ) -> tuple[th.Tensor, th.Tensor | None, th.Tensor]:
-        features = self.extract_features(obs)
-        if self.share_features_extractor:
-            pi_features = vf_features = features
-        else:
-            pi_features, vf_features = features
-        params = self.distribution_params(self.mlp_extractor.forward_actor(pi_features))
-        values = self.value_net(self.mlp_extractor.forward_critic(vf_features)) if with_values else None
-        return params, values, pi_features
-
     def distribution_params_values_features(
         self, obs: th.Tensor, with_values: bool = True
     ) -> tuple[th.Tensor, th.Tensor | None, th.Tensor, th.Tensor]:
         """Per-step distribution parameters, state values (None without ``with_values``: the critic's
         pass is skipped), entropies and the features the control variate reads."""
-        params, values, features = self._params_values_features(obs, with_values)
+        params, values, features = params_values_features(self, obs, with_values)
         entropy = self.distribution_from_params(params).entropy()
         return params, None if values is None else values.flatten(), entropy, features
 
@@ -226,12 +235,12 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         """SB3's ``forward``: actions, values and ``log π(a|s)``, with SB3's law and random numbers, drawn from
         the distribution parameters directly: building SB3's distribution objects at every step cost acting
         about 45% of its time."""
-        params, values, _ = self._params_values_features(obs)
+        params, values, _ = params_values_features(self, obs)
         actions = self.estimator.act(params, deterministic)
         return actions.reshape((-1, *self.action_space.shape)), values, self.estimator.log_prob(params, actions)
 
     def _predict(self, observation: th.Tensor, deterministic: bool = False) -> th.Tensor:
-        params, _, _ = self._params_values_features(observation, with_values=False)
+        params, _, _ = params_values_features(self, observation, with_values=False)
         return self.estimator.act(params, deterministic)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:

@@ -18,14 +18,13 @@ from relax_rl.diagnose import (
     check_copyable,
     diagnose,
     format_table,
-    observes_raw_env,
 )
 from relax_rl.envs import make_vec_env
 from relax_rl.errors import UsageError
-from relax_rl.run import detect_algo, find_run_config, read_model_data, torch_threads
+from relax_rl.run import detect_algo, find_run_config, observes_raw_env, read_model_data, torch_threads
 from relax_rl.safe_load import UnsafeModelError, load_model_safely
 
-DESCRIPTION = "Where does the policy gradient's variance come from? (Tucker et al., 2018; DESIGN.md §4b, §8)"
+DESCRIPTION = "Where does the policy gradient's variance come from? (Tucker et al., 2018; docs/design.md §4b, §8)"
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:

@@ -13,8 +13,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from torch import Tensor
 
 from relax_rl.agents.buffers import whole_rollout
+from relax_rl.agents.policies import params_values_features
 from relax_rl.agents.spaces import estimator_for, sub_actions
-from relax_rl.diagnose.decomposition import _forward, random_state_kept
+from relax_rl.diagnose.report import random_state_kept
 from relax_rl.envs.reference import AffineReward, exact_reference
 
 
@@ -49,7 +50,8 @@ def critic_fit(model: BaseAlgorithm, reference: AffineReward, obs: Tensor, horiz
     leaves the caller's (training's) random stream as it was.
     """
     policy = model.policy
-    params, values, features = _forward(policy, obs)
+    params, values, features = params_values_features(policy, obs)
+    values = values.flatten()
     estimator = getattr(policy, "estimator", None) or estimator_for(model.action_space)
     probs = estimator.relaxation.mean_indicator(params)
     true_slopes, _ = reference.coefficients(obs)

@@ -7,7 +7,7 @@ result = train(resolve_config("relax_a2c", "CartPole-v1", seed=0), "runs/demo")
 result.metrics["solved_at_episode"], result.evaluations
 """
 
-from relax_rl.run.build import EVAL_SEED_OFFSET, make_env, make_model
+from relax_rl.run.build import EVAL_SEED_OFFSET, make_env, make_model, observes_raw_env
 from relax_rl.run.evaluation import evaluate
 from relax_rl.run.files import (
     BEST_MODEL,
@@ -44,6 +44,7 @@ __all__ = [
     "finished_result",
     "make_env",
     "make_model",
+    "observes_raw_env",
     "read_model_data",
     "read_run_config",
     "resume",

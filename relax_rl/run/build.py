@@ -21,6 +21,13 @@ EVAL_SEED_OFFSET = 10_000
 SCHEDULE_KEYS = ("learning_rate", "cv_learning_rate")
 
 
+def observes_raw_env(config: RunConfig) -> bool:
+    """Whether the run's policy sees the env's own observations, which the variance decomposition
+    (:mod:`relax_rl.diagnose`) resamples on copies of the env: not when VecNormalize, frame stacking or Atari
+    preprocessing sit in between."""
+    return not (config.normalize or config.frame_stack or is_atari(config.env))
+
+
 def make_env(config: RunConfig, run_dir: Path, *, training: bool) -> VecEnv:
     """Training env (monitored into run_dir) or evaluation env, normalised as the config says."""
     normalize = config.normalize_kwargs()

@@ -31,10 +31,10 @@ from relax_rl.checkpoint import (
     read_meta,
 )
 from relax_rl.config import RunConfig, load_algo_class
-from relax_rl.diagnose import ActionVarianceCallback, CriticFitCallback, observes_raw_env
+from relax_rl.diagnose import ActionVarianceCallback, CriticFitCallback
 from relax_rl.envs import get_spec
 from relax_rl.errors import UsageError
-from relax_rl.run.build import make_env
+from relax_rl.run.build import make_env, observes_raw_env
 from relax_rl.run.files import BEST_MODEL, CONFIG_FILE, detect_algo, read_model_data
 
 # Thresholds reported besides gymnasium's reward_threshold: the RELAX paper solved CartPole at 195.

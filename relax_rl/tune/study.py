@@ -45,7 +45,8 @@ def open_storage(storage: str | None, out: Path) -> BaseStorage:
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
         except OSError as err:
-            raise UsageError(f"cannot write the study's journal {path}: {err.strerror}; pick another --out") from None
+            fix = "pick another --out" if storage is None else "give --storage a writable path (or drop it)"
+            raise UsageError(f"cannot write the study's journal {path}: {err.strerror}; {fix}") from None
     try:
         return RDBStorage(storage)
     except Exception as err:  # sqlalchemy's errors for bad URLs, missing drivers, unwritable files
