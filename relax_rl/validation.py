@@ -33,6 +33,8 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
 LEARNING_RATES = ("learning_rate", "cv_learning_rate")
 # What a policy's constructor takes that the algorithm passes itself.
 _SET_BY_ALGORITHM = frozenset({"self", "observation_space", "action_space", "lr_schedule"})
+#: policy_kwargs that hold hidden-layer sizes (SB3's, and the control variate's).
+LAYER_SIZES = frozenset({"net_arch", "cv_net_arch"})
 ZOO_SYNTAX = "write policy_kwargs as YAML ({net_arch: [64, 64]}) or as dict(net_arch=[64, 64]) with literal values"
 
 
@@ -158,7 +160,31 @@ def _check_policy_kwargs(value: Any, algo_cls: type, policy: str) -> None:
     policy_cls = getattr(algo_cls, "policy_aliases", {}).get(policy)
     if policy_cls is None:
         return  # a policy given by import path: its constructor is its own business
-    accepted = set(constructor_parameters(policy_cls)) - _SET_BY_ALGORITHM
-    for key in value:
+    parameters = constructor_parameters(policy_cls)
+    accepted = set(parameters) - _SET_BY_ALGORITHM
+    for key, entry in value.items():
         if key not in accepted:
             raise ConfigError(f"policy_kwargs: {policy} does not accept {key!r}; " + suggest(key, accepted))
+        _check_policy_value(key, entry, parameters[key].default)
+
+
+def _check_policy_value(key: str, value: Any, default: Any) -> None:
+    """The values the policy would otherwise reject with a traceback from deep inside torch or SB3."""
+    name = f"policy_kwargs.{key}"
+    if key in LAYER_SIZES:
+        pi_vf = isinstance(value, Mapping) and set(value) <= {"pi", "vf"} and key == "net_arch"
+        for sizes in value.values() if pi_vf else [value]:
+            if not isinstance(sizes, list | tuple) or not all(_positive_int(size) for size in sizes):
+                form = "[64, 64] (or {pi: [64], vf: [64]})" if key == "net_arch" else "[64, 64]"
+                raise ConfigError(f"{name} must be a list of layer sizes such as {form}, not {value!r}")
+    elif key == "cv_temperature":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ConfigError(f"{name} must be a positive number, not {value!r}")
+    elif key == "learn_temperature":
+        _check_type(name, value, False)
+    elif value is not None and default is not None and default is not inspect.Parameter.empty:
+        _check_type(name, value, default)
+
+
+def _positive_int(size: Any) -> bool:
+    return isinstance(size, int) and not isinstance(size, bool) and size > 0

@@ -201,3 +201,25 @@ def test_a_section_that_matches_no_env_is_named_with_the_closest_id(tmp_path):
 def test_every_section_of_the_bundled_configs_is_an_env(algo):
     for env_id in parse_yaml(default_config_file(algo).read_text()):
         read_section(default_config_file(algo), env_id)  # raises for a section that matches no env
+
+
+@pytest.mark.parametrize(
+    ("policy_kwargs", "expected"),
+    [
+        ("{net_arch: five}", "policy_kwargs.net_arch must be a list of layer sizes"),
+        ("{net_arch: {pi: [8], vf: x}}", "policy_kwargs.net_arch must be a list of layer sizes"),
+        ("{cv_net_arch: 3}", "policy_kwargs.cv_net_arch must be a list of layer sizes"),
+        ("{cv_temperature: hot}", "policy_kwargs.cv_temperature must be a positive number"),
+        ("{ortho_init: maybe}", "policy_kwargs.ortho_init must be true or false"),
+        ("{log_std_init: high}", "policy_kwargs.log_std_init must be a number"),
+    ],
+)
+def test_ill_formed_policy_kwargs_values_are_named_before_anything_is_built(policy_kwargs, expected):
+    # Each of these ended in a traceback from inside torch or SB3: only policy_kwargs' keys were checked.
+    with pytest.raises(ConfigError, match=expected):
+        resolve_config("relax_a2c", "CartPole-v1", 0, overrides=parse_overrides([f"policy_kwargs={policy_kwargs}"]))
+
+
+def test_well_formed_policy_kwargs_pass():
+    overrides = parse_overrides(["policy_kwargs={net_arch: {pi: [8], vf: [8]}, cv_net_arch: [16], cv_temperature: 1}"])
+    assert resolve_config("relax_a2c", "CartPole-v1", 0, overrides=overrides).algo_kwargs["policy_kwargs"]

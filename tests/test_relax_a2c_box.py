@@ -210,8 +210,21 @@ def test_unusable_box_gets_a_clear_error(space: spaces.Box, problem: str, fix: s
         ),
         ("CartPole-v1", {"policy_kwargs": {"log_std_head": True}}, "log_std_head only applies to Box action spaces"),
         ("Pendulum-v1", {"use_sde": True}, "does not support use_sde"),
+        # The README says cv_reads_policy is for discrete actions; it was accepted on a Box without a word.
+        ("Pendulum-v1", {"policy_kwargs": {"cv_reads_policy": True}}, "cv_reads_policy is for discrete action"),
+        # The algorithm owns the estimator: a different one in policy_kwargs was silently overridden.
+        ("Pendulum-v1", {"policy_kwargs": {"pg_estimator": "a2c"}}, "policy_kwargs pg_estimator='a2c' conflicts"),
+        ("CartPole-v1", {"policy_kwargs": {"cv_horizon": 3}}, "policy_kwargs cv_horizon=3 conflicts"),
     ],
-    ids=["temperature", "both-temperature-options", "log-std-head-on-discrete", "sde"],
+    ids=[
+        "temperature",
+        "both-temperature-options",
+        "log-std-head-on-discrete",
+        "sde",
+        "reads-policy-on-box",
+        "conflicting-estimator",
+        "conflicting-horizon",
+    ],
 )
 def test_options_for_the_other_kind_of_space_are_refused(env: str, kwargs: dict, expected: str) -> None:
     with pytest.raises(ValueError, match=expected):

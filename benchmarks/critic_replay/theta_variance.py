@@ -24,7 +24,6 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from relax_rl import RelaxA2C
 from relax_rl.agents.buffers import whole_rollout
-from relax_rl.agents.spaces import actions_for_relaxation
 from relax_rl.envs import TargetMatchingEnv
 
 HERE = Path(__file__).resolve().parent
@@ -52,7 +51,7 @@ def paired_gradients(model: RelaxA2C, n_rollouts: int) -> tuple[torch.Tensor, to
 
     def measure() -> None:
         rollout, horizon = whole_rollout(model.rollout_buffer)
-        actions = actions_for_relaxation(rollout.actions, model.action_space)
+        actions = model.policy.estimator.kind.to_relaxation(rollout.actions)
         params, _, _, features = policy.distribution_params_values_features(rollout.observations, with_values=False)
         advantages = model._normalised(rollout.advantages)
         context = policy.cv_context(features, params, horizon)

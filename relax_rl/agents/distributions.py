@@ -1,10 +1,17 @@
-"""Action distributions that SB3 builds one sub-action at a time, batched."""
+"""SB3's action distributions: set from rows of distribution parameters, and those SB3 builds one sub-action at
+a time, batched."""
 
 from __future__ import annotations
 
 import torch as th
-from stable_baselines3.common.distributions import Distribution, MultiCategoricalDistribution
+from stable_baselines3.common.distributions import (
+    DiagGaussianDistribution,
+    Distribution,
+    MultiCategoricalDistribution,
+)
 from torch.distributions import Categorical
+
+from relax_rl.agents.action_spaces import split_mean_log_std
 
 
 def _one_size(action_dims: list[int]) -> bool:
@@ -47,3 +54,10 @@ def batched(action_dist: Distribution) -> Distribution:
     if isinstance(action_dist, MultiCategoricalDistribution) and _one_size(action_dist.action_dims):
         return BatchedMultiCategoricalDistribution(list(action_dist.action_dims))
     return action_dist
+
+
+def distribution_from_params(action_dist: Distribution, params: th.Tensor) -> Distribution:
+    """SB3's ``action_dist`` set to rows of distribution parameters: logits, or ``[μ, log σ]`` for a Gaussian."""
+    if isinstance(action_dist, DiagGaussianDistribution):
+        return action_dist.proba_distribution(*split_mean_log_std(params))
+    return action_dist.proba_distribution(action_logits=params)

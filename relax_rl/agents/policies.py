@@ -13,9 +13,9 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import CombinedExtractor, NatureCNN
 from stable_baselines3.common.type_aliases import Schedule
 
-from relax_rl.agents.distributions import batched
-from relax_rl.agents.spaces import distribution_from_params, estimator_for, sub_actions
-from relax_rl.estimators import ARCHITECTURES, READS_PARAMS, make_control_variate
+from relax_rl.agents.distributions import batched, distribution_from_params
+from relax_rl.agents.pg_estimators import control_variate_architecture, estimator_for
+from relax_rl.estimators import READS_PARAMS, make_control_variate
 
 
 def distribution_params(policy: ActorCriticPolicy, latent_pi: th.Tensor) -> th.Tensor:
@@ -101,35 +101,17 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         **kwargs: Any,
     ):
         self.estimator = estimator_for(action_space, pg_estimator)
-        temperature_options = {"cv_temperature": cv_temperature, "learn_temperature": learn_temperature}
-        given = [name for name, value in temperature_options.items() if value is not None]
-        if given and not self.estimator.relaxation.has_temperature:
-            options, verb, pronoun = (given[0], "is", "it") if len(given) == 1 else (" and ".join(given), "are", "them")
-            raise ValueError(
-                f"policy_kwargs {options} {verb} for discrete action spaces only (the temperature of their "
-                f"relaxation); a {type(action_space).__name__} action space has nothing to relax, so remove {pronoun}"
-            )
-        if log_std_head and not isinstance(action_space, spaces.Box):
-            raise ValueError(f"policy_kwargs log_std_head only applies to Box action spaces, not {action_space}")
-        if kwargs.get("use_sde"):
-            raise ValueError(
-                "RelaxA2C does not support use_sde: gSDE shares its noise across steps, so a step's ε "
-                "cannot be rebuilt from its action alone; use the default diagonal Gaussian"
-            )
-        if pg_estimator == "all_action" and (cv_arch not in (None, "linear", *READS_PARAMS) or cv_relaxed_input):
-            raise ValueError(
-                "pg_estimator 'all_action' needs q̂ affine in the action, so that its mean over the actions is "
-                f"exact: cv_arch must be linear, {' or '.join(READS_PARAMS)} (a head on the action's indicator), "
-                "and cv_relaxed_input unset"
-            )
-        cv_arch = cv_arch or ("linear" if pg_estimator == "all_action" else "mlp")
-        if cv_arch not in ARCHITECTURES:
-            raise ValueError(f"policy_kwargs cv_arch must be one of {', '.join(ARCHITECTURES)}, got {cv_arch!r}")
-        if cv_arch in READS_PARAMS and not self.estimator.relaxation.has_temperature:
-            raise ValueError(
-                f"policy_kwargs cv_arch {cv_arch!r} centres ĉ on a discrete policy's probabilities; a "
-                f"{type(action_space).__name__} action space has none: use 'mlp' or 'linear'"
-            )
+        cv_arch = control_variate_architecture(
+            self.estimator,
+            pg_estimator,
+            cv_arch=cv_arch,
+            cv_relaxed_input=cv_relaxed_input,
+            cv_temperature=cv_temperature,
+            learn_temperature=learn_temperature,
+            cv_reads_policy=cv_reads_policy,
+            log_std_head=log_std_head,
+            use_sde=bool(kwargs.get("use_sde")),
+        )
         if cv_horizon < 0:
             raise ValueError(f"policy_kwargs cv_horizon must be 0 (off) or the rollout length, got {cv_horizon}")
         self.pg_estimator = pg_estimator
@@ -149,22 +131,22 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         super()._build(lr_schedule)
         if self.log_std_head:
             del self.log_std  # replaced by a state-dependent head
-            self.log_std_net = th.nn.Linear(self.mlp_extractor.latent_dim_pi, self.estimator.z_dim)
+            self.log_std_net = th.nn.Linear(self.mlp_extractor.latent_dim_pi, self.estimator.kind.z_dim)
             if self.ortho_init:
                 self.log_std_net.apply(partial(self.init_weights, gain=0.01))  # as SB3 initialises action_net
             th.nn.init.constant_(self.log_std_net.bias, self.log_std_init)
         temperature = {"temperature": self.cv_temperature, "learn_temperature": self.learn_temperature}
         if self.cv_arch in READS_PARAMS:
-            temperature["params_dim"] = self._params_dim()
+            temperature["params_dim"] = self.estimator.kind.params_dim
         self.control_variate = make_control_variate(
             self.cv_arch,
             self.estimator.relaxation,
-            z_dim=self.estimator.z_dim,
-            n_blocks=sub_actions(self.action_space),
-            context_dim=self.features_dim + bool(self.cv_horizon) + self._reads_params * self._params_dim(),
+            z_dim=self.estimator.kind.z_dim,
+            n_blocks=self.estimator.kind.n_sub_actions,
+            context_dim=self.features_dim + bool(self.cv_horizon) + self._reads_params * self.estimator.kind.params_dim,
             hidden=self.cv_net_arch,
             relaxed_input=self.cv_relaxed_input,
-            temperature_bounds=self.cv_temperature_bounds if self.estimator.relaxation.has_temperature else None,
+            temperature_bounds=None if self.estimator.kind.continuous else self.cv_temperature_bounds,
             **{key: value for key, value in temperature.items() if value is not None},
         ).to(self.device)
         # SB3 built its optimiser before the modules above existed: rebuild it over θ and ψ only.
@@ -193,10 +175,6 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
     @property
     def _reads_params(self) -> bool:
         return self.cv_reads_policy or self.cv_arch in READS_PARAMS
-
-    def _params_dim(self) -> int:
-        """The size of one row of :meth:`distribution_params`."""
-        return self.estimator.z_dim * (2 if isinstance(self.action_space, spaces.Box) else 1)
 
     def cv_context(self, features: th.Tensor, params: th.Tensor, horizon: th.Tensor) -> th.Tensor:
         """What ``ĉ_φ`` reads besides the action: the features; with ``cv_horizon`` the steps ``h`` left to the

@@ -8,13 +8,13 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import torch as th
 import torch.nn.functional as F
-from gymnasium import spaces
 from stable_baselines3 import A2C
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule
 from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
+from relax_rl.agents.action_spaces import action_space_kind
 from relax_rl.agents.buffers import rollout_rewards, whole_rollout
 from relax_rl.agents.critic_targets import vtrace
 from relax_rl.agents.policies import (
@@ -23,7 +23,6 @@ from relax_rl.agents.policies import (
     RelaxMultiInputActorCriticPolicy,
 )
 from relax_rl.agents.replay import ReplayRows, RolloutEnd, RolloutReplay
-from relax_rl.agents.spaces import actions_for_relaxation, estimator_for, split_mean_log_std
 from relax_rl.agents.speed_hints import warn_if_one_env, warn_if_threads_are_slow
 from relax_rl.agents.tensor_rollout import TensorRolloutMixin
 
@@ -193,13 +192,20 @@ class RelaxA2C(TensorRolloutMixin, A2C):
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
         env = A2C._wrap_env(env, verbose, monitor_wrapper)
         # SB3 checks the action space next, with bare assertions; say what is wrong and how to fix it first.
-        estimator_for(env.action_space)
+        action_space_kind(env.action_space)
         return env
 
     def _setup_model(self) -> None:
         # The policy builds the estimator and the control variate's input; the algorithm owns the choice.
-        horizon = self.n_steps if self.cv_horizon_input else 0
-        self.policy_kwargs = {**self.policy_kwargs, "pg_estimator": self.pg_estimator, "cv_horizon": horizon}
+        owned = {"pg_estimator": self.pg_estimator, "cv_horizon": self.n_steps if self.cv_horizon_input else 0}
+        for key, value in owned.items():
+            if self.policy_kwargs.get(key, value) != value:  # a saved model's policy_kwargs hold the same values
+                raise ValueError(
+                    f"policy_kwargs {key}={self.policy_kwargs[key]!r} conflicts with RelaxA2C's own setting "
+                    f"({value!r}, from its {'cv_horizon_input and n_steps' if key == 'cv_horizon' else key}): "
+                    f"set that on RelaxA2C and leave {key} out of policy_kwargs"
+                )
+        self.policy_kwargs = {**self.policy_kwargs, **owned}
         if self.policy_kwargs.get("optimizer_class") is th.optim.RMSprop:  # A2C's: the same steps, fused over tensors
             self.policy_kwargs["optimizer_kwargs"] = {"foreach": True, **self.policy_kwargs.get("optimizer_kwargs", {})}
         super()._setup_model()
@@ -267,7 +273,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         )
         batch = CvBatch(
             params,
-            actions_for_relaxation(rollout.actions, self.action_space),  # a Box's sampled, unclipped actions
+            self.policy.estimator.kind.to_relaxation(rollout.actions),  # a Box's sampled, unclipped actions
             self._normalised(rollout.advantages),  # Â_t = R̂_t − V(s_t): the V part of c = V + ĉ
             self.policy.cv_context(features, params, horizon),  # fixed before a_t was drawn
         )
@@ -418,7 +424,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         log_ratios = None
         if self.critic_target == "vtrace":
             params, *_ = self.policy.distribution_params_values_features(rows.observations, with_values=False)
-            actions = actions_for_relaxation(rows.actions, self.action_space)
+            actions = self.policy.estimator.kind.to_relaxation(rows.actions)
             log_ratios = (self.policy.estimator.log_prob(params, actions) - rows.log_probs).view(shape)
         targets = vtrace(
             values,
@@ -440,7 +446,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             self.policy.cv_context(features, params, rows.horizon)
         )
         relaxation = self.policy.estimator.relaxation
-        actions = actions_for_relaxation(rows.actions, self.action_space)
+        actions = self.policy.estimator.kind.to_relaxation(rows.actions)
         return (slopes * (relaxation.indicator(params, actions) - relaxation.mean_indicator(params))).sum(-1)
 
     def _replay_minibatch(self, step: int) -> CvBatch:
@@ -453,7 +459,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             params = params.requires_grad_()
         batch = CvBatch(
             params,
-            actions_for_relaxation(rows.actions, self.action_space),
+            self.policy.estimator.kind.to_relaxation(rows.actions),
             self._normalised(rows.returns - values.detach()),  # what V leaves for ĉ to explain
             self.policy.cv_context(features, params, rows.horizon),
         )
@@ -495,8 +501,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             scalars["cv_loss"] = cv_loss
             if c_hat.relaxation.has_temperature and c_hat.relaxed_input:
                 scalars["temperature"] = c_hat.temperature()
-        if isinstance(self.action_space, spaces.Box):
-            scalars["std"] = split_mean_log_std(params)[1].detach().exp().mean()
+        scalars.update(self.policy.estimator.kind.logged(params))  # a Gaussian's σ
         host = th.stack([v.detach().float().reshape(()) for v in scalars.values()]).tolist()
         logged = dict(zip(scalars, host, strict=True))
         var_returns, var_residual = logged.pop("var_returns"), logged.pop("var_residual")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -41,13 +40,10 @@ class TensorRolloutMixin(OnPolicyAlgorithm):
         step_timesteps: list[int] = []
         timeouts: list[tuple[th.Tensor, th.Tensor]] = []  # each step's truncated envs and last observations
         new_obs = dones = None
-        bounds = None
-        if isinstance(self.action_space, spaces.Box):  # sampled actions are stored, clipped ones executed
-            bounds = [th.as_tensor(b, device=self.device) for b in (self.action_space.low, self.action_space.high)]
         for _ in range(n_rollout_steps):
             with th.no_grad():
                 actions, values, log_probs = self.policy(self._last_obs.to(self.device))
-            clipped_actions = actions if bounds is None else th.clamp(actions, *bounds)
+            clipped_actions = self.policy.estimator.kind.to_env(actions)  # a Box's are stored as drawn
             new_obs, rewards, dones = env.step_on_device(clipped_actions)
             self.num_timesteps += env.num_envs
             step_timesteps.append(self.num_timesteps)

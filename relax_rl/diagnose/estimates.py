@@ -11,8 +11,8 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import Tensor
 
+from relax_rl.agents.pg_estimators import estimator_for
 from relax_rl.agents.policies import params_values_features
-from relax_rl.agents.spaces import actions_for_relaxation, estimator_for
 from relax_rl.diagnose.sampling import (
     Observations,
     continue_rows,
@@ -72,7 +72,7 @@ def sample_estimates(
     """
     check_sizes(n_states, n_actions, n_continuations)
     rng = np.random.default_rng(seed)
-    policy, space = model.policy, model.action_space
+    policy = model.policy
     n, m, k = n_states, n_actions, n_continuations
     chains, obs = on_policy_states(model, env, n, max_age or default_max_age(env), rng)
     horizons = model.n_steps - rng.integers(model.n_steps, size=n)  # h = n − j, j ~ U{0, …, n−1}
@@ -115,7 +115,7 @@ def sample_estimates(
     if own is not None:
         context = policy.cv_context(features, params, th.as_tensor(horizons, device=params.device))
         rows = params.detach().repeat_interleave(per_row, 0).requires_grad_()
-        flat_actions = actions_for_relaxation(actions.repeat_interleave(k, 0), space)
+        flat_actions = policy.estimator.kind.to_relaxation(actions.repeat_interleave(k, 0))
         _, g = model.estimate(rows, flat_actions, advantages.flatten(), context.repeat_interleave(per_row, 0))
         estimates[own] = g.detach().view(n, m, k, -1)
         with th.no_grad():  # E_{a~π}[ĉ(s, ·)]: the control variate's state-only part
@@ -145,12 +145,13 @@ def exact_estimates(
     """The estimators with exact critics, on the same rows: ``a2c_exact_v`` and ``<own>_exact_v`` (one-step
     episodes), and ``exact_q``, each ``(N, M, K, P)``."""
     n, m, k = returns.shape
-    relaxation = estimator_for(model.action_space).relaxation
+    kind = estimator_for(model.action_space).kind
+    relaxation = kind.relaxation
     params = params.detach().requires_grad_()
     probs = relaxation.mean_indicator(params)
     slopes, _ = reference.coefficients(obs)
     (mean_effect,) = th.autograd.grad((slopes * probs).sum(), params)  # ∇_params E_π[w* · ind(a)]
-    flat_actions = actions_for_relaxation(actions, model.action_space)
+    flat_actions = kind.to_relaxation(actions)
     indicator = relaxation.indicator(params.detach().repeat_interleave(m, 0), flat_actions)
     effects = (slopes.repeat_interleave(m, 0) * (indicator - probs.detach().repeat_interleave(m, 0))).sum(-1)
     # q = A*(s, a) + (V* − V̂)(s): on one-step episodes q = r − V̂ exactly, and [Â − q] is zero
@@ -178,5 +179,5 @@ def exact_estimates(
 def policy_score(model: BaseAlgorithm, params: Tensor, actions: Tensor) -> Tensor:
     """``∇_params log π(a|s)`` for ``M`` actions per row of ``params``: shape ``(N·M, P)``."""
     m = len(actions) // len(params)
-    relaxed = actions_for_relaxation(actions, model.action_space)
-    return estimator_for(model.action_space).score(params.detach().repeat_interleave(m, 0), relaxed)
+    estimator = estimator_for(model.action_space)
+    return estimator.score(params.detach().repeat_interleave(m, 0), estimator.kind.to_relaxation(actions))

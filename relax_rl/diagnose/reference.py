@@ -13,8 +13,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from torch import Tensor
 
 from relax_rl.agents.buffers import whole_rollout
+from relax_rl.agents.pg_estimators import estimator_for
 from relax_rl.agents.policies import params_values_features
-from relax_rl.agents.spaces import estimator_for, sub_actions
 from relax_rl.diagnose.report import random_state_kept
 from relax_rl.envs.reference import AffineReward, exact_reference
 
@@ -66,7 +66,7 @@ def critic_fit(model: BaseAlgorithm, reference: AffineReward, obs: Tensor, horiz
             fit["state_part_rmse"] = (state_part - reference.state_values(obs, probs)).pow(2).mean().sqrt().item()
     slopes_of = getattr(policy.control_variate, "slopes_and_offset", None)
     if context is not None and slopes_of is not None:
-        block = probs.shape[-1] // sub_actions(model.action_space)
+        block = probs.shape[-1] // estimator.kind.n_sub_actions
         learned = _block_centred(slopes_of(context)[0], probs, block)
         true = _block_centred(true_slopes, probs, block)
         fit["slope_r2"] = r_squared(learned, true)

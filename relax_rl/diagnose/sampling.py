@@ -15,8 +15,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import Tensor
 
+from relax_rl.agents.action_spaces import action_space_kind
+from relax_rl.agents.distributions import distribution_from_params
 from relax_rl.agents.policies import params_values_features
-from relax_rl.agents.spaces import distribution_from_params
 from relax_rl.errors import first_line
 
 #: Largest age (steps since a reset) of a sampled state when the env has no episode limit.
@@ -44,13 +45,9 @@ def sample_actions(policy: ActorCriticPolicy, params: Tensor) -> Tensor:
 
 
 def _env_actions(actions: Tensor, space: gym.Space) -> list[Any]:
-    """One env action per row, converted once for the batch (plain ints for ``Discrete``)."""
-    if isinstance(space, gym.spaces.Discrete):
-        return actions.flatten().tolist()
-    rows = actions.cpu().numpy()
-    if isinstance(space, gym.spaces.Box):  # a Gaussian's sample is clipped for the env, as in training
-        rows = np.clip(rows, space.low, space.high)
-    return list(rows.astype(space.dtype))
+    """One env action per row, as training executes it (a Gaussian's sample clipped), converted once for the
+    batch."""
+    return list(action_space_kind(space).to_env(actions).cpu().numpy().astype(space.dtype))
 
 
 def _reseed(env: gym.Env, rng: np.random.Generator) -> None:

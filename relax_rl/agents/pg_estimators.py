@@ -1,10 +1,9 @@
-"""How RELAX-A2C estimates the policy gradient for each kind of action space, and the errors for
-spaces it cannot handle.
+"""How RELAX-A2C estimates the policy gradient, per kind of action space: the estimators, their factory, and
+the policy options that only some estimators or action spaces take.
 
-The policy hands the update one row of *distribution parameters* per step: the logits for
-discrete spaces, ``[μ, log σ]`` (see :func:`split_mean_log_std`) for a ``Box``. An
-:class:`ActionEstimator` turns them, the actions taken and the advantages into a per-step
-surrogate whose gradient with respect to that row is ``ĝ_t``.
+An :class:`ActionEstimator` turns one row of distribution parameters per step (see
+:mod:`relax_rl.agents.action_spaces`), the actions taken and the advantages into a per-step surrogate whose
+gradient with respect to that row is ``ĝ_t``.
 """
 
 from __future__ import annotations
@@ -12,97 +11,21 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-import numpy as np
 from gymnasium import spaces
-from stable_baselines3.common.distributions import DiagGaussianDistribution, Distribution
 from torch import Tensor
 
+from relax_rl.agents.action_spaces import ActionSpaceKind, action_space_kind, split_mean_log_std
 from relax_rl.estimators import (
-    BernoulliRelaxation,
-    CategoricalRelaxation,
+    ARCHITECTURES,
+    READS_PARAMS,
     ControlVariate,
     GaussianReparam,
-    MultiCategoricalRelaxation,
     Relaxation,
     all_action,
     lax,
     reinforce,
     relax,
 )
-
-
-class UnsupportedActionSpaceError(ValueError):
-    """Raised for an action space that RELAX-A2C has no relaxation for."""
-
-
-SUPPORTED_ACTION_SPACES = (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Box)
-
-
-def relaxation_for(action_space: spaces.Space) -> tuple[Relaxation | GaussianReparam, int]:
-    """The relaxation of the policy's action distribution, and the size of what ``ĉ`` reads.
-
-    For discrete spaces ``z`` lives in logit space, so its size is the policy head's output size;
-    for a ``Box`` the control variate reads the action itself.
-    """
-    if isinstance(action_space, spaces.Discrete):
-        return CategoricalRelaxation(), int(action_space.n)
-    if isinstance(action_space, spaces.MultiDiscrete):
-        if action_space.nvec.ndim != 1:
-            raise UnsupportedActionSpaceError(
-                f"MultiDiscrete action spaces must be flat, got nvec of shape {action_space.nvec.shape}; "
-                "flatten the action space with a wrapper"
-            )
-        nvec = [int(n) for n in action_space.nvec]
-        return MultiCategoricalRelaxation(nvec), sum(nvec)
-    if isinstance(action_space, spaces.MultiBinary):
-        return BernoulliRelaxation(), int(np.prod(action_space.shape))
-    if isinstance(action_space, spaces.Box):
-        if len(action_space.shape) != 1:
-            raise UnsupportedActionSpaceError(
-                f"Box action spaces must be flat, got shape {action_space.shape}; "
-                "reshape the actions to one dimension with a gymnasium.ActionWrapper"
-            )
-        if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
-            raise UnsupportedActionSpaceError(
-                f"Box action spaces need finite bounds (the Gaussian policy's actions are clipped to them "
-                f"for the environment), got low={action_space.low}, high={action_space.high}; "
-                "give the action space finite low and high, e.g. with a gymnasium.ActionWrapper"
-            )
-        return GaussianReparam(), int(action_space.shape[0])
-    names = ", ".join(space.__name__ for space in SUPPORTED_ACTION_SPACES)
-    raise UnsupportedActionSpaceError(f"RelaxA2C supports {names} action spaces, got {action_space}")
-
-
-def sub_actions(action_space: spaces.Space) -> int:
-    """How many sub-actions one action has: 1 for Discrete, one per dimension otherwise."""
-    if isinstance(action_space, spaces.Discrete):
-        return 1
-    if isinstance(action_space, spaces.MultiDiscrete):
-        return len(action_space.nvec)
-    return int(np.prod(action_space.shape))
-
-
-def actions_for_relaxation(actions: Tensor, action_space: spaces.Space) -> Tensor:
-    """Rollout-buffer actions (float) in the dtype and shape the relaxation expects."""
-    if isinstance(action_space, spaces.Discrete):
-        return actions.long().flatten()
-    if isinstance(action_space, spaces.MultiDiscrete):
-        return actions.long()
-    return actions.float().reshape(actions.shape[0], -1)
-
-
-def split_mean_log_std(params: Tensor) -> tuple[Tensor, Tensor]:
-    """A Gaussian policy's per-step distribution parameters ``[μ, log σ]``, split into ``μ`` and ``log σ``."""
-    mean, log_std = params.chunk(2, dim=-1)
-    return mean, log_std
-
-
-def distribution_from_params(action_dist: Distribution, params: Tensor) -> Distribution:
-    """SB3's ``action_dist`` set to rows of distribution parameters: logits, or ``[μ, log σ]`` for a Gaussian."""
-    if isinstance(action_dist, DiagGaussianDistribution):
-        return action_dist.proba_distribution(*split_mean_log_std(params))
-    return action_dist.proba_distribution(action_logits=params)
-
 
 #: The policy-gradient estimators RelaxA2C offers: RELAX (LAX for a ``Box``), the all-action form with an
 #: additive ``q̂`` (discrete spaces), and A2C's own ``Â ∇log π``, the control with the same critic training.
@@ -120,16 +43,16 @@ def _mean_over_draws(
 class ActionEstimator(ABC):
     """The per-step policy-gradient surrogate of one kind of action space.
 
-    :param relaxation: what the control variate ``ĉ_φ`` relaxes its input with
-    :param z_dim: the size of that input
+    :param kind: the action space's kind; its relaxation is what the control variate ``ĉ_φ`` reads the
+        action through
     """
 
     #: Whether the surrogate reads a control variate ``ĉ_φ`` (that the algorithm must train).
     uses_control_variate = True
 
-    def __init__(self, relaxation: Relaxation | GaussianReparam, z_dim: int):
-        self.relaxation = relaxation
-        self.z_dim = z_dim
+    def __init__(self, kind: ActionSpaceKind):
+        self.kind = kind
+        self.relaxation: Relaxation | GaussianReparam = kind.relaxation
 
     @abstractmethod
     def surrogate(
@@ -274,7 +197,7 @@ class ScoreFunctionEstimator(ActionEstimator):
     uses_control_variate = False
 
     def __init__(self, inner: ActionEstimator):
-        super().__init__(inner.relaxation, inner.z_dim)
+        super().__init__(inner.kind)
         self.inner = inner
 
     def surrogate(
@@ -304,17 +227,72 @@ class ScoreFunctionEstimator(ActionEstimator):
 
 
 def estimator_for(action_space: spaces.Space, pg_estimator: str = "relax") -> ActionEstimator:
-    """The estimator for ``action_space``; raises :class:`UnsupportedActionSpaceError` for unusable spaces."""
+    """The estimator for ``action_space``; raises :class:`~relax_rl.agents.action_spaces.UnsupportedActionSpaceError`
+    for unusable spaces."""
     if pg_estimator not in PG_ESTIMATORS:
         raise ValueError(f"pg_estimator must be one of {', '.join(PG_ESTIMATORS)}, got {pg_estimator!r}")
-    relaxation, z_dim = relaxation_for(action_space)
-    if isinstance(relaxation, GaussianReparam):
+    kind = action_space_kind(action_space)
+    if kind.continuous:
         if pg_estimator == "all_action":
             raise ValueError(
                 "pg_estimator 'all_action' sums over the actions, so it needs a discrete action space; "
                 f"use 'relax' (LAX) or 'a2c' for {action_space}"
             )
-        base: ActionEstimator = LaxEstimator(relaxation, z_dim)
+        base: ActionEstimator = LaxEstimator(kind)
     else:
-        base = (AllActionEstimator if pg_estimator == "all_action" else RelaxEstimator)(relaxation, z_dim)
+        base = (AllActionEstimator if pg_estimator == "all_action" else RelaxEstimator)(kind)
     return ScoreFunctionEstimator(base) if pg_estimator == "a2c" else base
+
+
+def control_variate_architecture(
+    estimator: ActionEstimator,
+    pg_estimator: str,
+    *,
+    cv_arch: str | None,
+    cv_relaxed_input: bool | None,
+    cv_temperature: float | None,
+    learn_temperature: bool | None,
+    cv_reads_policy: bool,
+    log_std_head: bool,
+    use_sde: bool,
+) -> str:
+    """Check the policy options that only some estimators or action spaces take, against each other; the
+    control variate's architecture, resolved (``cv_arch`` None: ``linear`` for the all-action form, else
+    ``mlp``). Raises ValueError naming the option and the fix."""
+    kind = estimator.kind
+    space = type(kind.space).__name__
+    temperature_options = {"cv_temperature": cv_temperature, "learn_temperature": learn_temperature}
+    given = [name for name, value in temperature_options.items() if value is not None]
+    if given and kind.continuous:
+        options, verb, pronoun = (given[0], "is", "it") if len(given) == 1 else (" and ".join(given), "are", "them")
+        raise ValueError(
+            f"policy_kwargs {options} {verb} for discrete action spaces only (the temperature of their "
+            f"relaxation); a {space} action space has nothing to relax, so remove {pronoun}"
+        )
+    if cv_reads_policy and kind.continuous:
+        raise ValueError(
+            f"policy_kwargs cv_reads_policy is for discrete action spaces (ĉ reads each sub-action's logits); "
+            f"a {space} action space's ĉ reads the action itself: remove it"
+        )
+    if log_std_head and not kind.continuous:
+        raise ValueError(f"policy_kwargs log_std_head only applies to Box action spaces, not {kind.space}")
+    if use_sde:
+        raise ValueError(
+            "RelaxA2C does not support use_sde: gSDE shares its noise across steps, so a step's ε "
+            "cannot be rebuilt from its action alone; use the default diagonal Gaussian"
+        )
+    if pg_estimator == "all_action" and (cv_arch not in (None, "linear", *READS_PARAMS) or cv_relaxed_input):
+        raise ValueError(
+            "pg_estimator 'all_action' needs q̂ affine in the action, so that its mean over the actions is "
+            f"exact: cv_arch must be linear, {' or '.join(READS_PARAMS)} (a head on the action's indicator), "
+            "and cv_relaxed_input unset"
+        )
+    cv_arch = cv_arch or ("linear" if pg_estimator == "all_action" else "mlp")
+    if cv_arch not in ARCHITECTURES:
+        raise ValueError(f"policy_kwargs cv_arch must be one of {', '.join(ARCHITECTURES)}, got {cv_arch!r}")
+    if cv_arch in READS_PARAMS and kind.continuous:
+        raise ValueError(
+            f"policy_kwargs cv_arch {cv_arch!r} centres ĉ on a discrete policy's probabilities; a "
+            f"{space} action space has none: use 'mlp' or 'linear'"
+        )
+    return cv_arch
