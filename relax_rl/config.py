@@ -17,7 +17,13 @@ from typing import Any
 import yaml
 
 from relax_rl.errors import ConfigError
-from relax_rl.validation import check_values, constructor_parameters, parse_policy_kwargs, suggest
+from relax_rl.validation import (
+    check_hyperparameters,
+    check_values,
+    constructor_parameters,
+    parse_policy_kwargs,
+    suggest,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_SECTION = "default"
@@ -208,18 +214,22 @@ def resolve_config(
     """
     algo_cls = load_algo_class(algo)
     path = default_config_file(algo)
-    section = read_section(path, env_id)
-    validate_keys(section, algo_cls, algo, str(path))
+    sources = {str(path): read_section(path, env_id)}
     if config_file is not None:
         path = Path(config_file)
-        own = read_section(path, env_id)
-        validate_keys(own, algo_cls, algo, str(path))
-        section.update(own)
-    overrides = dict(overrides or {})
-    validate_keys(overrides, algo_cls, algo, "--hyperparams")
-    merged = {**section, **overrides}
-    if "policy_kwargs" in merged:
-        merged["policy_kwargs"] = parse_policy_kwargs(merged["policy_kwargs"])
+        sources[str(path)] = read_section(path, env_id)
+    sources["--hyperparams"] = dict(overrides or {})
+    merged = {key: value for source in sources.values() for key, value in source.items()}
+    for source, values in sources.items():  # each value reported with the file (or flag) that set it
+        validate_keys(values, algo_cls, algo, source)
+        if "policy_kwargs" in values:
+            values["policy_kwargs"] = parse_policy_kwargs(values["policy_kwargs"])
+        algo_values = {key: value for key, value in values.items() if key not in RUN_KEYS}
+        try:
+            check_hyperparameters(algo_cls, algo_values, str(merged.get("policy", "MlpPolicy")))
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
+    merged = {key: value for source in sources.values() for key, value in source.items()}
     flags = {
         "n_envs": n_envs,
         "n_timesteps": total_timesteps,

@@ -70,16 +70,7 @@ def check_values(
     algo_cls: type, algo_kwargs: Mapping[str, Any], policy: str, n_envs: int, total_timesteps: int
 ) -> None:
     """Raise :class:`ConfigError` for the first hyper-parameter that cannot work with ``algo_cls``."""
-    parameters = constructor_parameters(algo_cls)
-    for key, value in algo_kwargs.items():
-        if key in LEARNING_RATES:
-            _check_learning_rate(key, value)
-        elif key == "policy_kwargs":
-            _check_policy_kwargs(value, algo_cls, policy)
-        elif key in parameters:
-            _check_type(key, value, parameters[key].default)
-        if key in RANGES and value is not None:
-            _check_range(key, value, *RANGES[key])
+    check_hyperparameters(algo_cls, algo_kwargs, policy)
     n_steps = rollout_steps(algo_cls, algo_kwargs)
     rollout = n_envs * n_steps
     if total_timesteps < rollout:
@@ -92,6 +83,21 @@ def check_values(
             f"n_timesteps {total_timesteps} buys a single update (n_envs {n_envs} x n_steps {n_steps} = {rollout} "
             f"timesteps each); lower n_envs, or give n_timesteps a multiple of {rollout} of at least {2 * rollout}"
         )
+
+
+def check_hyperparameters(algo_cls: type, algo_kwargs: Mapping[str, Any], policy: str) -> None:
+    """Raise :class:`ConfigError` for the first value of ``algo_kwargs`` that ``algo_cls`` cannot take: its type
+    (from the constructor's default), its range, a learning rate or schedule, ``policy_kwargs``."""
+    parameters = constructor_parameters(algo_cls)
+    for key, value in algo_kwargs.items():
+        if key in LEARNING_RATES:
+            _check_learning_rate(key, value)
+        elif key == "policy_kwargs":
+            _check_policy_kwargs(value, algo_cls, policy)
+        elif key in parameters:
+            _check_type(key, value, parameters[key].default)
+        if key in RANGES and value is not None:
+            _check_range(key, value, *RANGES[key])
 
 
 def parse_policy_kwargs(value: Any) -> Any:

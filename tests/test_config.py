@@ -1,5 +1,7 @@
 """Hyper-parameter files: merging, overrides, key validation, and the bundled configs."""
 
+import re
+
 import pytest
 import yaml
 from stable_baselines3 import A2C
@@ -223,3 +225,12 @@ def test_ill_formed_policy_kwargs_values_are_named_before_anything_is_built(poli
 def test_well_formed_policy_kwargs_pass():
     overrides = parse_overrides(["policy_kwargs={net_arch: {pi: [8], vf: [8]}, cv_net_arch: [16], cv_temperature: 1}"])
     assert resolve_config("relax_a2c", "CartPole-v1", 0, overrides=overrides).algo_kwargs["policy_kwargs"]
+
+
+def test_a_bad_value_in_a_config_file_is_reported_with_the_files_name(tmp_path):
+    path = tmp_path / "mine.yml"
+    path.write_text("CartPole-v1:\n  gamma: high\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: gamma must be a number, not 'high'$"):
+        resolve_config("a2c", "CartPole-v1", 0, config_file=path)
+    with pytest.raises(ConfigError, match=r"^--hyperparams: gamma must be in \(0, 1\], not 2$"):
+        resolve_config("a2c", "CartPole-v1", 0, overrides={"gamma": 2})
