@@ -8,7 +8,14 @@ current policy ``π`` and the one that acted, ``μ``, so that the targets estima
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch as th
+
+from relax_rl.agents.replay import ReplayRows, RolloutReplay
+
+if TYPE_CHECKING:  # for annotations only: the policy module does not import this one
+    from relax_rl.agents.policies import RelaxActorCriticPolicy
 
 
 def vtrace(
@@ -39,3 +46,41 @@ def vtrace(
         correction = deltas[:, step] + decay[:, step] * correction
         corrections.append(correction)
     return values + th.stack(corrections[::-1], dim=1)
+
+
+@th.no_grad()
+def replay_targets(
+    policy: RelaxActorCriticPolicy, replay: RolloutReplay, n_envs: int, gamma: float, gae_lambda: float, weighted: bool
+) -> th.Tensor:
+    """The replay's λ-returns with the current ``V``, V-trace-weighted for the current π if ``weighted``, per row."""
+    rows, end = replay.rows, replay.end
+    shape = (len(replay.rollouts), len(rows.returns) // (len(replay.rollouts) * n_envs), n_envs)
+    values = policy.predict_values(rows.observations).view(shape)
+    bootstrap = policy.predict_values(end.observations).view(shape[0], shape[2])
+    log_ratios = None
+    if weighted:
+        params, *_ = policy.distribution_params_values_features(rows.observations, with_values=False)
+        actions = policy.estimator.kind.to_relaxation(rows.actions)
+        log_ratios = (policy.estimator.log_prob(params, actions) - rows.log_probs).view(shape)
+    targets = vtrace(
+        values,
+        bootstrap,
+        rows.rewards.view(shape),
+        rows.episode_starts.view(shape),
+        end.dones.view(shape[0], shape[2]),
+        gamma,
+        gae_lambda,
+        log_ratios,
+    )
+    return targets.flatten()
+
+
+@th.no_grad()
+def action_effect(policy: RelaxActorCriticPolicy, rows: ReplayRows) -> th.Tensor:
+    """``q̂(s, a) − E_π[q̂(s, ·)] = w(s) · (ind(a) − π(s))`` at each replayed row, at the current π and φ: what
+    ``critic_target="corrected"`` takes out of the stored return."""
+    params, _, _, features = policy.distribution_params_values_features(rows.observations, with_values=False)
+    slopes, _ = policy.control_variate.slopes_and_offset(policy.cv_context(features, params, rows.horizon))
+    relaxation = policy.estimator.relaxation
+    actions = policy.estimator.kind.to_relaxation(rows.actions)
+    return (slopes * (relaxation.indicator(params, actions) - relaxation.mean_indicator(params))).sum(-1)

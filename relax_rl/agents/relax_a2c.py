@@ -11,16 +11,22 @@ import torch.nn.functional as F
 from stable_baselines3 import A2C
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule
-from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor, update_learning_rate
+from stable_baselines3.common.utils import FloatSchedule, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
 from relax_rl.agents.action_spaces import action_space_kind
-from relax_rl.agents.buffers import rollout_rewards, whole_rollout
-from relax_rl.agents.critic_targets import vtrace
+from relax_rl.agents.buffers import whole_rollout
+from relax_rl.agents.critic_targets import action_effect, replay_targets
 from relax_rl.agents.policies import (
     RelaxActorCriticCnnPolicy,
     RelaxActorCriticPolicy,
     RelaxMultiInputActorCriticPolicy,
+)
+from relax_rl.agents.relax_options import (
+    CvObjective,
+    check_critic_target,
+    check_options,
+    check_owned_policy_kwargs,
 )
 from relax_rl.agents.replay import ReplayRows, RolloutEnd, RolloutReplay
 from relax_rl.agents.speed_hints import warn_if_one_env, warn_if_threads_are_slow
@@ -41,30 +47,6 @@ class CvBatch(NamedTuple):
     """``ĉ``'s input besides the action, fixed before the action was drawn."""
     g_params: th.Tensor | None = None
     """``ĝ^ℓ``, differentiable in φ; None for the regression, which does not read it."""
-
-
-class CvObjective(NamedTuple):
-    """``cv_objective``, parsed once: a regression of ``ĉ`` on the advantage, a variance term, or both."""
-
-    regression: bool
-    variance: str | None
-    """``"logits"``, ``"params"`` or None."""
-
-    @classmethod
-    def parse(cls, name: str) -> CvObjective:
-        return cls(name.startswith("regression"), name.removeprefix("regression").removeprefix("+") or None)
-
-
-#: φ's objectives: the variance of ĝ (docs/design.md §4), a regression of ĉ on the advantage, or their sum.
-CV_OBJECTIVES = ("logits", "params", "regression", "regression+logits", "regression+params")
-#: What ``V`` regresses on a replayed row (docs/design.md §4b): the λ-return stored at collection; the λ-return
-#: recomputed with the current ``V``; V-trace, which also weights each step by ``min(1, π/μ)`` for the current
-#: policy; or the stored return with the row's action effect under the current ĉ, ``w · (ind(a) − π)``, swapped
-#: for its mean under the current policy (zero).
-CRITIC_TARGETS = ("returns", "recomputed", "vtrace", "corrected")
-#: Where φ trains when the critic has a replay: on each rollout, before θ steps (the rows and ĝ that θ's
-#: gradient came from), or on minibatches of the replay after V.
-CV_DATA = ("rollout", "replay")
 
 
 def _all_finite(tensors: list[th.Tensor]) -> bool:
@@ -150,26 +132,14 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         _init_setup_model: bool = True,
         **kwargs: Any,
     ):
-        if cv_objective not in CV_OBJECTIVES:
-            raise ValueError(f"cv_objective must be one of {CV_OBJECTIVES}, got {cv_objective!r}")
-        if cv_data not in CV_DATA:
-            raise ValueError(f"cv_data must be one of {CV_DATA}, got {cv_data!r}")
-        if critic_target not in CRITIC_TARGETS:
-            raise ValueError(f"critic_target must be one of {CRITIC_TARGETS}, got {critic_target!r}")
-        if critic_half_life is not None and not critic_half_life > 0:
-            raise ValueError(
-                f"critic_half_life must be a positive number of rollouts (or None), got {critic_half_life}"
-            )
-        for name, value, low in (
-            ("cv_steps", cv_steps, 1),
-            ("critic_replay", critic_replay, 0),
-            ("critic_steps", critic_steps, 1),
-        ):
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        for name, size in (("critic_batch_size", critic_batch_size), ("cv_batch_size", cv_batch_size)):
-            if size is not None and size < 1:
-                raise ValueError(f"{name} must be a positive integer, got {size}")
+        check_options(
+            cv_objective=cv_objective,
+            cv_data=cv_data,
+            critic_target=critic_target,
+            critic_half_life=critic_half_life,
+            counts={"cv_steps": (cv_steps, 1), "critic_replay": (critic_replay, 0), "critic_steps": (critic_steps, 1)},
+            batch_sizes={"critic_batch_size": critic_batch_size, "cv_batch_size": cv_batch_size},
+        )
         self.pg_estimator = pg_estimator
         self.cv_learning_rate = cv_learning_rate
         self.skipped_updates = 0  # updates skipped for a non-finite loss or gradient, in total
@@ -198,13 +168,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
     def _setup_model(self) -> None:
         # The policy builds the estimator and the control variate's input; the algorithm owns the choice.
         owned = {"pg_estimator": self.pg_estimator, "cv_horizon": self.n_steps if self.cv_horizon_input else 0}
-        for key, value in owned.items():
-            if self.policy_kwargs.get(key, value) != value:  # a saved model's policy_kwargs hold the same values
-                raise ValueError(
-                    f"policy_kwargs {key}={self.policy_kwargs[key]!r} conflicts with RelaxA2C's own setting "
-                    f"({value!r}, from its {'cv_horizon_input and n_steps' if key == 'cv_horizon' else key}): "
-                    f"set that on RelaxA2C and leave {key} out of policy_kwargs"
-                )
+        check_owned_policy_kwargs(self.policy_kwargs, owned)
         self.policy_kwargs = {**self.policy_kwargs, **owned}
         if self.policy_kwargs.get("optimizer_class") is th.optim.RMSprop:  # A2C's: the same steps, fused over tensors
             self.policy_kwargs["optimizer_kwargs"] = {"foreach": True, **self.policy_kwargs.get("optimizer_kwargs", {})}
@@ -214,7 +178,14 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             self.policy.control_variate.parameters(), lr=self.cv_lr_schedule(1), foreach=True
         )
         self.replay = RolloutReplay(self.critic_replay) if self.critic_replay else None
-        self._check_critic_target()
+        check_critic_target(
+            self.critic_target,
+            replayed=self.replay is not None,
+            control_variate=self.policy.control_variate,
+            normalize_advantage=self.normalize_advantage,
+            uses_control_variate=self.policy.estimator.uses_control_variate,
+            cv_objective=self.cv_objective,
+        )
         # The schedule, chosen once. V steps with θ on this rollout (A2C's), or on the replay after θ. φ trains
         # when the estimator reads ĉ, or when V's corrected targets read its slopes (then also for A2C's): on
         # this rollout before θ steps, or on the replay after V.
@@ -227,24 +198,6 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         rollout_rows = self.n_steps * self.n_envs
         self.replay_batch_size = max(self.critic_batch_size or 0, rollout_rows)
         self.cv_replay_batch_size = max(self.cv_batch_size or self.critic_batch_size or 0, rollout_rows)
-
-    def _check_critic_target(self) -> None:
-        if self.critic_target != "returns" and self.replay is None:
-            raise ValueError(f"critic_target {self.critic_target!r} is for a replayed critic: set critic_replay > 0")
-        if self.critic_target != "corrected":
-            return
-        if not hasattr(self.policy.control_variate, "slopes_and_offset"):
-            raise ValueError(
-                "critic_target 'corrected' reads ĉ's slopes: use the policy_kwargs cv_arch linear, centred or "
-                "per_sub_action"
-            )
-        if self.normalize_advantage:
-            raise ValueError("critic_target 'corrected' needs ĉ in the returns' units: set normalize_advantage=False")
-        if not self.policy.estimator.uses_control_variate and self.cv_objective != "regression":
-            raise ValueError(
-                "with pg_estimator 'a2c', ĉ trains only for critic_target 'corrected', by regression: "
-                "set cv_objective='regression'"
-            )
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, tensors = super()._get_torch_save_params()
@@ -308,7 +261,10 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         if healthy:
             self.policy.optimizer.step()
         if healthy and not self.v_on_rollout:  # then V, and φ if it trains there, on the replay
-            self.replay.add(self._replay_rows(rollout, horizon), self._rollout_end())
+            self.replay.add(
+                ReplayRows.of_rollout(self.rollout_buffer, rollout, horizon),
+                RolloutEnd.of(self._last_obs, self._last_episode_starts, self.device),
+            )
             value_loss, healthy = self._fit_critic_on_replay()
             if healthy and self.phi_on_replay:
                 cv_loss, healthy = self._fit_control_variate(self._replay_minibatch)
@@ -379,33 +335,19 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         g_theta = th.autograd.grad(params, theta, g_params / len(params), create_graph=True, allow_unused=True)
         return sum(g.pow(2).sum() for g in g_theta if g is not None)
 
-    def _replay_rows(self, rollout: RolloutBufferSamples, horizon: th.Tensor) -> ReplayRows:
-        rewards, episode_starts = rollout_rewards(self.rollout_buffer)
-        return ReplayRows(
-            rollout.observations,
-            rollout.actions,
-            rollout.returns,
-            horizon,
-            rollout.old_log_prob,
-            rewards,
-            episode_starts,
-        )
-
-    def _rollout_end(self) -> RolloutEnd:
-        obs = self._last_obs
-        obs = obs if isinstance(obs, th.Tensor) else obs_as_tensor(obs, self.device)
-        return RolloutEnd(obs, th.as_tensor(self._last_episode_starts, device=self.device).float())
-
     def _fit_critic_on_replay(self) -> tuple[th.Tensor, bool]:
         """``critic_steps`` minibatch steps of ``V`` on the replay, against ``critic_target``."""
         psi = self.policy.critic_parameters()
-        recomputed = self._recomputed_targets() if self.critic_target in ("recomputed", "vtrace") else None
+        recomputed = None
+        if self.critic_target in ("recomputed", "vtrace"):
+            weighted = self.critic_target == "vtrace"
+            recomputed = replay_targets(self.policy, self.replay, self.n_envs, self.gamma, self.gae_lambda, weighted)
         for _ in range(self.critic_steps):
             index = self.replay.sample_indices(self.replay_batch_size, self.critic_half_life)
             rows = self.replay.take(index)
             targets = rows.returns if recomputed is None else recomputed[index]
             if self.critic_target == "corrected":
-                targets = targets - self._action_effect(rows)
+                targets = targets - action_effect(self.policy, rows)
             value_loss = F.mse_loss(targets, self.policy.predict_values(rows.observations).flatten())
             self.policy.optimizer.zero_grad()
             (self.vf_coef * value_loss).backward(inputs=psi)
@@ -413,41 +355,6 @@ class RelaxA2C(TensorRolloutMixin, A2C):
                 return value_loss, False
             self.policy.optimizer.step()  # only ψ has gradients: θ's entries are skipped
         return value_loss, True
-
-    @th.no_grad()
-    def _recomputed_targets(self) -> th.Tensor:
-        """The replay's λ-returns with the current ``V``, V-trace-weighted for the current π if asked, per row."""
-        rows, end = self.replay.rows, self.replay.end
-        shape = (len(self.replay.rollouts), self.n_steps, self.n_envs)
-        values = self.policy.predict_values(rows.observations).view(shape)
-        bootstrap = self.policy.predict_values(end.observations).view(shape[0], shape[2])
-        log_ratios = None
-        if self.critic_target == "vtrace":
-            params, *_ = self.policy.distribution_params_values_features(rows.observations, with_values=False)
-            actions = self.policy.estimator.kind.to_relaxation(rows.actions)
-            log_ratios = (self.policy.estimator.log_prob(params, actions) - rows.log_probs).view(shape)
-        targets = vtrace(
-            values,
-            bootstrap,
-            rows.rewards.view(shape),
-            rows.episode_starts.view(shape),
-            end.dones.view(shape[0], shape[2]),
-            self.gamma,
-            self.gae_lambda,
-            log_ratios,
-        )
-        return targets.flatten()
-
-    @th.no_grad()
-    def _action_effect(self, rows: ReplayRows) -> th.Tensor:
-        """``q̂(s, a) − E_π[q̂(s, ·)] = w(s) · (ind(a) − π(s))`` at each replayed row, at the current π and φ."""
-        params, _, _, features = self.policy.distribution_params_values_features(rows.observations, with_values=False)
-        slopes, _ = self.policy.control_variate.slopes_and_offset(
-            self.policy.cv_context(features, params, rows.horizon)
-        )
-        relaxation = self.policy.estimator.relaxation
-        actions = self.policy.estimator.kind.to_relaxation(rows.actions)
-        return (slopes * (relaxation.indicator(params, actions) - relaxation.mean_indicator(params))).sum(-1)
 
     def _replay_minibatch(self, step: int) -> CvBatch:
         """A fresh replay minibatch for φ, at the current θ and ``V``."""

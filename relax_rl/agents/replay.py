@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections import deque
 from typing import NamedTuple
 
+import numpy as np
 import torch as th
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.type_aliases import RolloutBufferSamples
+from stable_baselines3.common.utils import obs_as_tensor
+
+from relax_rl.agents.buffers import TensorRolloutBuffer, rollout_rewards
 
 Observations = th.Tensor | dict[str, th.Tensor]
 
@@ -30,12 +36,34 @@ class ReplayRows(NamedTuple):
     """The rewards (a timeout's bootstrap included, as the rollout buffer holds them)."""
     episode_starts: th.Tensor
 
+    @classmethod
+    def of_rollout(
+        cls, buffer: RolloutBuffer | TensorRolloutBuffer, rollout: RolloutBufferSamples, horizon: th.Tensor
+    ) -> ReplayRows:
+        """The rows of the rollout in ``buffer``, given :func:`~relax_rl.agents.buffers.whole_rollout`'s view."""
+        rewards, episode_starts = rollout_rewards(buffer)
+        return cls(
+            rollout.observations,
+            rollout.actions,
+            rollout.returns,
+            horizon,
+            rollout.old_log_prob,
+            rewards,
+            episode_starts,
+        )
+
 
 class RolloutEnd(NamedTuple):
     """Where a rollout stopped, one row per env: what its last step bootstraps from."""
 
     observations: Observations
     dones: th.Tensor
+
+    @classmethod
+    def of(cls, last_obs: Observations | np.ndarray, last_episode_starts: np.ndarray, device: th.device) -> RolloutEnd:
+        """From SB3's ``_last_obs`` and ``_last_episode_starts`` after collection (numpy, or tensors on the device)."""
+        obs = last_obs if isinstance(last_obs, th.Tensor) else obs_as_tensor(last_obs, device)
+        return cls(obs, th.as_tensor(last_episode_starts, device=device).float())
 
 
 def _index(x: Observations, rows: th.Tensor) -> Observations:

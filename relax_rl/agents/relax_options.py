@@ -1,0 +1,98 @@
+"""RelaxA2C's own options: their values, the checks between them, and ``cv_objective`` parsed once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from torch import nn
+
+#: φ's objectives: the variance of ĝ (docs/design.md §4), a regression of ĉ on the advantage, or their sum.
+CV_OBJECTIVES = ("logits", "params", "regression", "regression+logits", "regression+params")
+#: What ``V`` regresses on a replayed row (docs/design.md §4b): the λ-return stored at collection; the λ-return
+#: recomputed with the current ``V``; V-trace, which also weights each step by ``min(1, π/μ)`` for the current
+#: policy; or the stored return with the row's action effect under the current ĉ, ``w · (ind(a) − π)``, swapped
+#: for its mean under the current policy (zero).
+CRITIC_TARGETS = ("returns", "recomputed", "vtrace", "corrected")
+#: Where φ trains when the critic has a replay: on each rollout, before θ steps (the rows and ĝ that θ's
+#: gradient came from), or on minibatches of the replay after V.
+CV_DATA = ("rollout", "replay")
+
+
+class CvObjective(NamedTuple):
+    """``cv_objective``, parsed once: a regression of ``ĉ`` on the advantage, a variance term, or both."""
+
+    regression: bool
+    variance: str | None
+    """``"logits"``, ``"params"`` or None."""
+
+    @classmethod
+    def parse(cls, name: str) -> CvObjective:
+        return cls(name.startswith("regression"), name.removeprefix("regression").removeprefix("+") or None)
+
+
+def check_options(
+    *,
+    cv_objective: str,
+    cv_data: str,
+    critic_target: str,
+    critic_half_life: float | None,
+    counts: Mapping[str, tuple[Any, int]],
+    batch_sizes: Mapping[str, int | None],
+) -> None:
+    """Raise ValueError for the first option value RelaxA2C cannot take (``counts``: name → (value, minimum))."""
+    for name, value, choices in (
+        ("cv_objective", cv_objective, CV_OBJECTIVES),
+        ("cv_data", cv_data, CV_DATA),
+        ("critic_target", critic_target, CRITIC_TARGETS),
+    ):
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    if critic_half_life is not None and not critic_half_life > 0:
+        raise ValueError(f"critic_half_life must be a positive number of rollouts (or None), got {critic_half_life}")
+    for name, (value, low) in counts.items():
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    for name, size in batch_sizes.items():
+        if size is not None and size < 1:
+            raise ValueError(f"{name} must be a positive integer, got {size}")
+
+
+def check_critic_target(
+    critic_target: str,
+    *,
+    replayed: bool,
+    control_variate: nn.Module,
+    normalize_advantage: bool,
+    uses_control_variate: bool,
+    cv_objective: str,
+) -> None:
+    """The options ``critic_target`` needs besides itself, once the policy is built."""
+    if critic_target != "returns" and not replayed:
+        raise ValueError(f"critic_target {critic_target!r} is for a replayed critic: set critic_replay > 0")
+    if critic_target != "corrected":
+        return
+    if not hasattr(control_variate, "slopes_and_offset"):
+        raise ValueError(
+            "critic_target 'corrected' reads ĉ's slopes: use the policy_kwargs cv_arch linear, centred or "
+            "per_sub_action"
+        )
+    if normalize_advantage:
+        raise ValueError("critic_target 'corrected' needs ĉ in the returns' units: set normalize_advantage=False")
+    if not uses_control_variate and cv_objective != "regression":
+        raise ValueError(
+            "with pg_estimator 'a2c', ĉ trains only for critic_target 'corrected', by regression: "
+            "set cv_objective='regression'"
+        )
+
+
+def check_owned_policy_kwargs(policy_kwargs: Mapping[str, Any], owned: Mapping[str, Any]) -> None:
+    """The policy options the algorithm sets (its estimator, ĉ's horizon input) must not be set otherwise in
+    ``policy_kwargs``; a saved model's policy_kwargs hold the same values, which is fine."""
+    for key, value in owned.items():
+        if policy_kwargs.get(key, value) != value:
+            source = "cv_horizon_input and n_steps" if key == "cv_horizon" else key
+            raise ValueError(
+                f"policy_kwargs {key}={policy_kwargs[key]!r} conflicts with RelaxA2C's own setting ({value!r}, "
+                f"from its {source}): set that on RelaxA2C and leave {key} out of policy_kwargs"
+            )
