@@ -80,3 +80,13 @@ def test_a_missing_simulator_points_at_the_projects_extra():
     assert (
         _install_hint("X-v0", gym.error.DependencyNotInstalled("pygame is not installed")) == "pygame is not installed"
     )
+
+
+@pytest.mark.parametrize("backend", ["gymnasium", "torch"])
+def test_the_monitor_file_names_its_env(backend, tmp_path):
+    import json
+
+    venv = make_vec_env("CartPole-v1", n_envs=2, monitor_dir=tmp_path, backend=backend)
+    venv.close()
+    header = json.loads((tmp_path / "monitor.csv").read_text().splitlines()[0].removeprefix("#"))
+    assert header["env_id"] == "CartPole-v1"  # was "None" for gymnasium's envs

@@ -276,6 +276,8 @@ def _make_gymnasium(
     if wrapper_kwargs:
         raise ValueError("wrapper_kwargs only apply to Atari backends")
     venv = sb3_make_vec_env(make_env, n_envs=n_envs, seed=seed)
+    # VecMonitor names the env in its file's header from the vector env's spec, which SB3's vector envs lack.
+    venv.spec = venv.get_attr("spec", indices=0)[0]
     filename = os.path.join(monitor_dir, MONITOR_FILE) if monitor_dir is not None else None
     # SB3 always adds a per-env Monitor; VecMonitor is what every backend shares (vector-native envs
     # have no per-env wrapper), so its statistics are the ones we keep and the overlap is harmless.
