@@ -20,6 +20,7 @@ from relax_rl.errors import UsageError, first_line
 
 INSTALL_HINT = 'pip install -e ".[ray]"'
 CONNECT_TIMEOUT_S = 5.0
+STARTUP_ATTEMPTS = 3  # tries at starting a local Ray; see start_local
 
 
 def import_ray() -> ModuleType:
@@ -68,6 +69,27 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
+def start_local(num_cpus: int | None = None) -> None:
+    """Start a throwaway Ray instance on this machine (all its CPUs unless ``num_cpus``).
+
+    ``address="local"``: a bare init() would try the last cluster started on this machine, and a crashed one
+    leaves its address behind. On a loaded machine the raylet can miss the 30 s Ray waits for it at start-up
+    ("the GCS has become overloaded"); the start is then tried again, from scratch, up to
+    :data:`STARTUP_ATTEMPTS` times, and a last failure is a RuntimeError.
+    """
+    ray = import_ray()
+    for attempt in range(1, STARTUP_ATTEMPTS + 1):
+        try:
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+            return
+        except Exception as err:  # Ray raises a bare Exception for this time-out
+            ray.shutdown()
+            if "timed out during startup" not in str(err):
+                raise
+            if attempt == STARTUP_ATTEMPTS:
+                raise RuntimeError(f"Ray did not start in {STARTUP_ATTEMPTS} tries: {first_line(err)}") from err
+
+
 def connect(address: str) -> Connection:
     """Connect this process to Ray: ``local`` starts a throwaway instance with every CPU of this machine;
     ``auto`` finds the cluster started on this machine by ``ray start``; ``HOST:PORT`` or ``ray://HOST:PORT``
@@ -86,9 +108,7 @@ def connect(address: str) -> Connection:
         return Connection(owned=False)
     try:
         if address == "local":
-            # "local" starts a new instance: a bare init() would try the last cluster started on this
-            # machine, and a crashed one leaves its address behind.
-            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+            start_local()
         else:
             ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as err:

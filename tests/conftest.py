@@ -22,6 +22,8 @@ def ray_session():
     """
     ray = pytest.importorskip("ray", reason='Ray is not installed (pip install -e ".[ray]")')
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        from relax_rl.cluster import start_local
+
+        start_local(num_cpus=2)  # tried again if a loaded machine makes Ray miss its start-up time-out
     yield ray
     ray.shutdown()

@@ -116,3 +116,36 @@ def test_a_study_on_two_nodes_completes_after_losing_one(tmp_path):
     for row in rows:
         assert (out / row["note"] / "s0" / "metrics.json").is_file()
     assert (out / "best.yml").is_file()
+
+
+class _SlowStartRay:
+    """Stands in for the ray module on a machine so loaded that its first starts time out (what Ray 2.x raises
+    then is a bare Exception with this message); counts the starts and the clean-ups."""
+
+    def __init__(self, failures: int):
+        self.failures, self.inits, self.shutdowns = failures, 0, 0
+
+    def init(self, **kwargs):
+        self.inits += 1
+        if self.inits <= self.failures:
+            raise Exception(
+                "The current node timed out during startup. This could happen because some of the raylet "
+                "failed to startup or the GCS has become overloaded."
+            )
+
+    def shutdown(self):
+        self.shutdowns += 1
+
+
+@pytest.mark.parametrize(("failures", "started"), [(2, True), (3, False)])
+def test_a_local_ray_that_times_out_at_start_up_is_started_again(failures, started, monkeypatch):
+    from relax_rl import cluster
+
+    fake = _SlowStartRay(failures)
+    monkeypatch.setattr(cluster, "import_ray", lambda: fake)
+    if started:
+        cluster.start_local(num_cpus=1)
+    else:
+        with pytest.raises(RuntimeError, match="Ray did not start in 3 tries"):
+            cluster.start_local(num_cpus=1)
+    assert fake.inits == min(failures + 1, cluster.STARTUP_ATTEMPTS) and fake.shutdowns == failures

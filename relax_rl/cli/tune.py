@@ -24,10 +24,15 @@ from relax_rl.run import torch_threads
 from relax_rl.tune.outputs import write_outputs
 from relax_rl.tune.space import SearchSpace, default_space_file, largest, load_space
 from relax_rl.tune.study import PRUNERS, open_storage, open_study, optimize
-from relax_rl.tune.trial import OBJECTIVES, StudySpec
+from relax_rl.tune.trial import (
+    EVALUATION_EVERY,
+    MAX_EVALUATIONS,
+    MIN_EVALUATIONS,
+    OBJECTIVES,
+    StudySpec,
+    default_eval_freq,
+)
 from relax_rl.validation import rollout_steps
-
-EVALUATIONS_PER_RUN = 20  # the default --eval-freq: this many evaluations per run, whatever the budget
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -56,7 +61,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--objective", default="final_return", choices=list(OBJECTIVES))
     parser.add_argument("--pruner", default="median", choices=list(PRUNERS))
     parser.add_argument(
-        "--eval-freq", type=whole_number, help=f"timesteps between evaluations (default: {EVALUATIONS_PER_RUN} per run)"
+        "--eval-freq",
+        type=whole_number,
+        help=f"timesteps between evaluations (default: one per {EVALUATION_EVERY}, {MIN_EVALUATIONS} to "
+        f"{MAX_EVALUATIONS} per run)",
     )
     parser.add_argument("--search-space", type=Path, help="default: configs/search/<algo>.yml")
     parser.add_argument(
@@ -112,7 +120,7 @@ def _study(argv: Sequence[str] | None, prog: str) -> int:
         raise UsageError(f"--objective episodes_to_solve needs a reward threshold, and {args.env} has none")
     fixed = parse_overrides(args.hyperparams)
     base = resolve_config(args.algo, args.env, args.seed, overrides=fixed, total_timesteps=args.total_timesteps)
-    eval_freq = args.eval_freq or max(base.total_timesteps // EVALUATIONS_PER_RUN, 1)
+    eval_freq = args.eval_freq or default_eval_freq(base.total_timesteps)
     space_file = args.search_space or default_space_file(args.algo)
     space = load_space(space_file, args.algo, args.env)
     pinned = sorted(set(space) & set(fixed))
