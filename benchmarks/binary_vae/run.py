@@ -93,6 +93,7 @@ def main() -> None:
         else {}
     )
     started = previous.get("started") if done else datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    meta = previous.get("meta") if done else None  # a resumed study keeps its recorded date, machine and commit
 
     runs: dict[str, list[dict]] = {}
     for name in args.estimators:
@@ -102,6 +103,7 @@ def main() -> None:
                 print(f"{name} seed {seed}: valid ELBO {done[name, seed]['valid_elbo']:.2f}", file=sys.stderr)
             runs.setdefault(name, []).append(done[name, seed])
             results = {
+                **({"meta": meta} if meta else {}),
                 "command": " ".join(["python", "benchmarks/binary_vae/run.py", *sys.argv[1:]]),
                 "started": started,
                 "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from run import threshold_of
 
 from relax_rl.envs import get_spec
 from relax_rl.plot import bootstrap_interval
+from relax_rl.provenance import provenance
 
 HERE = Path(__file__).resolve().parent
 SB3_DEFAULT_LR = 7e-4
@@ -158,7 +160,10 @@ def main() -> None:
     out = HERE / (args.env.replace("/", "_") + ("" if threshold == env_threshold else f"_to_{threshold:g}"))
     out.mkdir(exist_ok=True)
     (out / "summary.md").write_text("\n".join(lines) + "\n")
-    (out / "summary.json").write_text(json.dumps({"best_lr": best, "at_best_lr": summary}, indent=2) + "\n")
+    meta = provenance("python benchmarks/critic_replay/aggregate.py " + " ".join(sys.argv[1:]))
+    meta["note"] = "when and where this summary was aggregated; the runs' own are in results.jsonl's sidecar"
+    summary_json = {"meta": meta, "best_lr": best, "at_best_lr": summary}
+    (out / "summary.json").write_text(json.dumps(summary_json, indent=2) + "\n")
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for v in variants:

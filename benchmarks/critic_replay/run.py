@@ -21,10 +21,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import platform
-import subprocess
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +34,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from relax_rl import RelaxA2C
 from relax_rl.diagnose import critic_fit
 from relax_rl.envs import AffineReward, exact_reference, get_spec, make_vec_env
+from relax_rl.provenance import provenance
 
 HERE = Path(__file__).resolve().parent
 #: The replay of the probe in issue 12: 32 rollouts, 4 minibatch steps of 256 rows for V; one for φ
@@ -223,15 +221,8 @@ def study_meta(script: str, args: argparse.Namespace) -> dict[str, str]:
     flags = (
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()
     )
-    return {
-        "command": f"python benchmarks/critic_replay/{script} "
-        + " ".join(flag for flag in flags if not flag.startswith("--out ")),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread",
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip(),
-    }
+    command = f"python benchmarks/critic_replay/{script} " + " ".join(f for f in flags if not f.startswith("--out "))
+    return provenance(command)
 
 
 def threshold_of(result: dict[str, Any]) -> float:
