@@ -27,19 +27,42 @@ from relax_rl.validation import (
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_SECTION = "default"
-# Keys that configure the run rather than the algorithm's constructor: how it is built, and how often
-# it is evaluated and checkpointed and after how many consecutive skipped updates it stops.
-RUN_KEYS = (
-    "n_envs",
-    "n_timesteps",
-    "policy",
-    "normalize",
-    "frame_stack",
-    "eval_freq",
-    "checkpoint_freq",
-    "max_bad_updates",
-    "diagnose_freq",
-)
+
+
+def _option(default: int | bool, help: str, minimum: int = 0) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help, "minimum": minimum})
+
+
+@dataclasses.dataclass(kw_only=True)
+class RunOptions:
+    """The run options: how a run is watched, saved and stopped, declared once. Each field is a
+    :class:`RunConfig` field, a config-file key and a ``relax-rl train`` flag (``--eval-freq``, or
+    ``--stop-at-solve`` / ``--no-stop-at-solve`` for a yes/no), with its default, its help and, for a count,
+    its minimum; adding one is a field here plus its use."""
+
+    eval_freq: int = _option(10_000, "timesteps between evaluations; 0: off")
+    checkpoint_freq: int = _option(
+        100_000,
+        "timesteps between checkpoints, taken at the first update boundary after each multiple; 0: off "
+        "(SIGINT and SIGTERM always write one)",
+    )
+    max_bad_updates: int = _option(
+        10, "stop after N consecutive updates skipped for a non-finite loss or gradient; 0: never"
+    )
+    diagnose_freq: int = _option(
+        50_000,
+        "timesteps between small variance decompositions logged as train/action_var_frac; 0: off "
+        "(off for normalised, frame-stacked or Atari runs)",
+    )
+    stop_at_solve: bool = _option(
+        False, "stop training once the run solves (the mean of the last 100 returns reaches the env's threshold)"
+    )
+
+
+#: The run options' fields, in their order.
+RUN_OPTIONS: tuple[dataclasses.Field, ...] = dataclasses.fields(RunOptions)
+# Keys that configure the run rather than the algorithm's constructor: how it is built, and the run options.
+RUN_KEYS = ("n_envs", "n_timesteps", "policy", "normalize", "frame_stack", *(o.name for o in RUN_OPTIONS))
 ZOO_KEYS = frozenset({*RUN_KEYS, "policy_kwargs"})
 # Constructor keywords the command line owns; a config file setting them would be silently overridden.
 CLI_OWNED = {"env": "--env", "seed": "--seed", "device": "--device", "tensorboard_log": "--log-dir"}
@@ -152,8 +175,9 @@ def validate_keys(config: Mapping[str, Any], algo_cls: type, algo: str, source: 
 
 
 @dataclasses.dataclass
-class RunConfig:
-    """Everything that determines one training run; saved as the run directory's ``config.yml``."""
+class RunConfig(RunOptions):
+    """Everything that determines one training run, the :class:`RunOptions` included; saved as the run
+    directory's ``config.yml``."""
 
     algo: str
     env: str
@@ -164,16 +188,14 @@ class RunConfig:
     normalize: bool | dict[str, Any] = False
     frame_stack: int | None = None
     device: str = "auto"
-    eval_freq: int = 10_000  # timesteps between evaluations; 0: none
-    checkpoint_freq: int = 100_000  # timesteps between checkpoints; 0: none (SIGINT/SIGTERM still write one)
-    max_bad_updates: int = 10  # consecutive skipped (non-finite) updates before the run stops; 0: never
-    diagnose_freq: int = 50_000  # timesteps between logged variance decompositions (train/action_var_frac); 0: none
     # Constructor keywords of the algorithm (policy_kwargs included), exactly as configured.
     algo_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """A YAML-serialisable dict (the content of ``config.yml``)."""
-        return dataclasses.asdict(self)
+        """A YAML-serialisable dict (the content of ``config.yml``), the run options last."""
+        data = dataclasses.asdict(self)
+        options = [o.name for o in RUN_OPTIONS]
+        return {**{k: v for k, v in data.items() if k not in options}, **{k: data[k] for k in options}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
@@ -201,17 +223,18 @@ def resolve_config(
     n_envs: int | None = None,
     total_timesteps: int | None = None,
     device: str = "auto",
-    eval_freq: int | None = None,
-    checkpoint_freq: int | None = None,
-    max_bad_updates: int | None = None,
-    diagnose_freq: int | None = None,
+    **options: int | bool | None,
 ) -> RunConfig:
     """Merge the bundled file's section, ``config_file``'s, ``--hyperparams`` overrides and explicit flags
     (in that order, each over the one before) into a RunConfig, and check its values.
 
     ``config_file`` overlays ``configs/<algo>.yml`` as SB3 users expect: it need only hold what it
-    changes. Flags left at ``None`` come from the files, else from :class:`RunConfig`'s defaults.
+    changes. ``options`` are :class:`RunOptions` by name (``eval_freq=0``); flags left at ``None`` come from
+    the files, else from :class:`RunOptions`' defaults.
     """
+    unknown = set(options) - {o.name for o in RUN_OPTIONS}
+    if unknown:
+        raise TypeError(f"resolve_config() got unexpected run options: {', '.join(sorted(unknown))}")
     algo_cls = load_algo_class(algo)
     path = default_config_file(algo)
     sources = {str(path): read_section(path, env_id)}
@@ -230,14 +253,7 @@ def resolve_config(
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
     merged = {key: value for source in sources.values() for key, value in source.items()}
-    flags = {
-        "n_envs": n_envs,
-        "n_timesteps": total_timesteps,
-        "eval_freq": eval_freq,
-        "checkpoint_freq": checkpoint_freq,
-        "max_bad_updates": max_bad_updates,
-        "diagnose_freq": diagnose_freq,
-    }
+    flags = {"n_envs": n_envs, "n_timesteps": total_timesteps, **options}
     merged.update({key: value for key, value in flags.items() if value is not None})
     run_keys = {key: merged.pop(key, None) for key in RUN_KEYS}
     for key in ("n_envs", "n_timesteps", "policy"):
@@ -247,11 +263,7 @@ def resolve_config(
         raise ConfigError(
             f"normalize must be true, false or a dict of VecNormalize arguments, not {run_keys['normalize']!r}"
         )
-    periods = {
-        key: _whole_number(key, run_keys[key], minimum=0)
-        for key in ("eval_freq", "checkpoint_freq", "max_bad_updates", "diagnose_freq")
-        if run_keys[key] is not None
-    }
+    run_options = {o.name: _run_option(o, run_keys[o.name]) for o in RUN_OPTIONS if run_keys[o.name] is not None}
     config = RunConfig(
         algo=algo,
         env=env_id,
@@ -263,7 +275,7 @@ def resolve_config(
         frame_stack=None if run_keys["frame_stack"] is None else _whole_number("frame_stack", run_keys["frame_stack"]),
         device=device,
         algo_kwargs=merged,
-        **periods,
+        **run_options,
     )
     check_config(config)
     return config
@@ -272,6 +284,14 @@ def resolve_config(
 def check_config(config: RunConfig) -> None:
     """Raise :class:`ConfigError` for the first value of ``config`` that cannot work (before anything is built)."""
     check_values(load_algo_class(config.algo), config.algo_kwargs, config.policy, config.n_envs, config.total_timesteps)
+
+
+def _run_option(option: dataclasses.Field, value: Any) -> int | bool:
+    if isinstance(option.default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{option.name} must be true or false, not {value!r}")
+        return value
+    return _whole_number(option.name, value, minimum=option.metadata["minimum"])
 
 
 def _whole_number(key: str, value: Any, minimum: int = 1) -> int:

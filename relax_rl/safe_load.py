@@ -50,7 +50,7 @@ _POLICY_INIT_REPR = re.compile(r"<function (?P<name>\w+)\.__init__ at ")
 _NOT_FROM_FILE = frozenset({"self", "policy", "env", "device", "policy_kwargs", "tensorboard_log", "_init_setup_model"})
 # Space attributes that SB3 records in plain text beside the pickle.
 _SPACE_FIELDS = ("_shape", "dtype", "n", "start")
-# Where relax_rl.callbacks.save_model stores a normalised model's statistics, inside the model zip.
+# Where relax_rl.run.saving.save_model stores a normalised model's statistics, inside the model zip.
 NORMALIZATION_ENTRY = "relax_rl/vecnormalize.json"
 _NORMALIZE_SETTINGS = ("norm_obs", "norm_reward", "clip_obs", "clip_reward", "gamma", "epsilon", "norm_obs_keys")
 
@@ -200,7 +200,7 @@ def normalization_to_json(vec_normalize: VecNormalize) -> dict[str, Any]:
 
 
 def read_embedded_normalization(model_path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The VecNormalize statistics that :func:`relax_rl.callbacks.save_model` stores inside a model zip, if any."""
+    """The VecNormalize statistics that :func:`relax_rl.run.saving.save_model` stores inside a model zip, if any."""
     try:
         with zipfile.ZipFile(model_path) as archive:
             if NORMALIZATION_ENTRY not in archive.namelist():

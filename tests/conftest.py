@@ -1,11 +1,5 @@
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-# Let tests import their shared helpers (tests/stats.py) without making tests/ a package.
-sys.path.insert(0, str(Path(__file__).parent))
 
 # The tests' small MLP policies run fastest on one CPU thread, as the README advises users
 # (benchmarks/threads: several threads are many times slower on a busy machine); tests that need

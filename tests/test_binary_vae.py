@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from stats import N_SE, assert_unbiased, z_scores
 from torch import nn
 
 from relax_rl.estimators import disarm
@@ -22,6 +21,7 @@ from relax_rl.experiments.binary_vae.data import Dataset
 from relax_rl.experiments.binary_vae.gradients import UNBIASED, LayerEstimator, estimate
 from relax_rl.experiments.binary_vae.models import BinaryVAE
 from relax_rl.experiments.binary_vae.training import Config, train
+from tests.helpers.stats import N_SE, assert_unbiased, z_scores
 
 N = 10_000
 X = torch.tensor([[1.0, 0, 1, 1, 0, 0, 1, 0]])  # one 8-pixel "image"
@@ -234,7 +234,7 @@ def test_bad_input_exits_2_with_one_line(args: list[str], expected: str, capsys)
 def test_out_writes_the_curves(tmp_path, cache: str, capsys) -> None:
     cli.main([
         "--estimator", "reinforce", "--steps", "2", "--batch-size", "4", "--train-subset", "64",
-        "--test-subset", "4", "--iwae-samples", "4", "--cache", cache, "--out", str(tmp_path),
+        "--test-subset", "4", "--iwae-samples", "4", "--data", str(MNIST), "--cache", cache, "--out", str(tmp_path),
     ])  # fmt: skip
     assert {p.name for p in tmp_path.glob("*.png")} == {"linear1_reinforce_elbo.png", "linear1_reinforce_log_var.png"}
     assert "valid ELBO" in capsys.readouterr().out

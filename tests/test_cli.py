@@ -16,20 +16,16 @@ import yaml
 from stable_baselines3 import PPO
 
 from relax_rl import RelaxA2C
-from relax_rl.callbacks import SolveTracker, atomic_write
 from relax_rl.cli import evaluate_main, train_main
 from relax_rl.run import detect_algo, read_model_data
+from relax_rl.run.callbacks import SolveTracker
+from relax_rl.run.saving import atomic_write
 from relax_rl.safe_load import NORMALIZATION_ENTRY
+from tests.helpers.cli_output import one_line_error
 
 REPO = Path(__file__).resolve().parent.parent
 ALGOS = ["a2c", "relax_a2c"]
 TINY = ["--total-timesteps", "400", "--n-envs", "2", "--eval-freq", "100", "--checkpoint-freq", "200"]
-
-
-def _one_line_error(text: str) -> str:
-    lines = text.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in text, text
-    return lines[0]
 
 
 @pytest.fixture(scope="module", params=ALGOS)
@@ -74,7 +70,7 @@ def test_existing_run_directory_is_refused(trained, capsys):
     _, _, run_dir, args = trained
     before = sorted(p.name for p in run_dir.iterdir())
     assert train_main(args) == 2
-    assert "already holds a finished run" in _one_line_error(capsys.readouterr().err)
+    assert "already holds a finished run" in one_line_error(capsys.readouterr().err)
     assert sorted(p.name for p in run_dir.iterdir()) == before
 
 
@@ -85,7 +81,7 @@ def test_an_interrupted_run_in_the_way_is_pointed_to_resume(trained, tmp_path, c
     for checkpoint in (run_dir / "checkpoints").glob("*.zip"):
         (interrupted / "checkpoints" / checkpoint.name).write_bytes(checkpoint.read_bytes())
     assert train_main([*args, "--run-dir", str(interrupted)]) == 2
-    assert f"continue it with --resume {interrupted}" in _one_line_error(capsys.readouterr().err)
+    assert f"continue it with --resume {interrupted}" in one_line_error(capsys.readouterr().err)
 
 
 def test_evaluate_json_prints_one_object(trained, capsys):
@@ -123,7 +119,7 @@ def test_normalized_run_saves_and_reuses_statistics(tmp_path, capsys):
     (run_dir / "vecnormalize.json").unlink()
     capsys.readouterr()
     assert evaluate_main(evaluate) == 2
-    assert "exist only as a pickle; pass --unsafe-load only if you trust" in _one_line_error(capsys.readouterr().err)
+    assert "exist only as a pickle; pass --unsafe-load only if you trust" in one_line_error(capsys.readouterr().err)
     assert evaluate_main([*evaluate, "--unsafe-load"]) == 0
 
 
@@ -197,13 +193,13 @@ def test_evaluate_bad_model_file_exits_2_without_traceback(tmp_path, content):
         model.write_bytes(content)
     done = _run_script("evaluate.py", "--model", str(model), "--env", "CartPole-v1")
     assert done.returncode == 2 and done.stdout == ""
-    assert str(model) in _one_line_error(done.stderr)
+    assert str(model) in one_line_error(done.stderr)
 
 
 def test_evaluate_refuses_another_algorithms_model(tmp_path, capsys):
     PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, device="cpu").save(tmp_path / "ppo.zip")
     assert evaluate_main(["--model", str(tmp_path / "ppo.zip"), "--env", "CartPole-v1"]) == 2
-    assert "ppo model" in _one_line_error(capsys.readouterr().err)
+    assert "ppo model" in one_line_error(capsys.readouterr().err)
 
 
 def test_evaluate_needs_an_env_without_a_run_config(tmp_path, trained, capsys):
@@ -212,7 +208,7 @@ def test_evaluate_needs_an_env_without_a_run_config(tmp_path, trained, capsys):
     lonely.parent.mkdir()
     lonely.write_bytes((run_dir / "final_model.zip").read_bytes())
     assert evaluate_main(["--model", str(lonely)]) == 2
-    assert "--env" in _one_line_error(capsys.readouterr().err)
+    assert "--env" in one_line_error(capsys.readouterr().err)
 
 
 def test_evaluate_takes_a_run_directory_for_its_final_model(trained, capsys):
@@ -228,7 +224,7 @@ def test_evaluate_on_a_run_directory_without_a_final_model_names_its_newest_chec
     for checkpoint in (run_dir / "checkpoints").glob("*.zip"):
         (unfinished / "checkpoints" / checkpoint.name).write_bytes(checkpoint.read_bytes())
     assert evaluate_main(["--model", str(unfinished)]) == 2
-    message = _one_line_error(capsys.readouterr().err)
+    message = one_line_error(capsys.readouterr().err)
     assert "without a final_model.zip" in message and "rl_model_400_steps.zip" in message
 
 
@@ -236,7 +232,7 @@ def test_evaluate_on_another_env_than_the_runs_says_which_it_was_trained_on(trai
     _, _, run_dir, _ = trained
     model = str(run_dir / "final_model.zip")
     assert evaluate_main(["--model", model, "--env", "CartPole-v0", "--episodes", "1"]) == 0
-    assert "note: the model was trained on CartPole-v1; evaluating it on CartPole-v0" in capsys.readouterr().err
+    assert "note: the model was trained on CartPole-v1; evaluated on CartPole-v0 as asked" in capsys.readouterr().err
 
 
 class _TupleActions(gym.Env):
@@ -309,7 +305,7 @@ gym.register("relax-rl-test/TupleActions-v0", entry_point=_TupleActions, max_epi
 )
 def test_train_bad_input_exits_2_with_one_line(algo, args, expected, tmp_path, capsys):
     assert train_main(["--algo", algo, "--log-dir", str(tmp_path), *args]) == 2
-    assert expected in _one_line_error(capsys.readouterr().err)
+    assert expected in one_line_error(capsys.readouterr().err)
     assert not list(tmp_path.iterdir()), "a failed run left a directory"
 
 
@@ -326,7 +322,7 @@ def test_a_run_that_fails_in_training_before_its_first_checkpoint_leaves_nothing
     # A policy option that only the policy's constructor can refuse: the run directory was made by then.
     args = ["--algo", "relax_a2c", "--log-dir", str(tmp_path / "runs"), *TINY]
     assert train_main([*args, "--hyperparams", 'policy_kwargs=dict(cv_arch="lin")']) == 2
-    assert "cv_arch must be one of" in _one_line_error(capsys.readouterr().err)
+    assert "cv_arch must be one of" in one_line_error(capsys.readouterr().err)
     assert not (tmp_path / "runs").exists()
     assert train_main([*args, "--hyperparams", 'policy_kwargs=dict(cv_arch="linear", net_arch=[16])']) == 0
 
@@ -335,7 +331,7 @@ def test_yaml_errors_give_the_line(tmp_path, capsys):
     config = tmp_path / "bad.yml"
     config.write_text("CartPole-v1:\n  gamma: 0.9\n  n_steps: [5\n")
     assert train_main(["--algo", "a2c", "--config", str(config), "--log-dir", str(tmp_path / "runs")]) == 2
-    assert re.search(r"bad.yml is not valid YAML \(line \d+, column \d+\)", _one_line_error(capsys.readouterr().err))
+    assert re.search(r"bad.yml is not valid YAML \(line \d+, column \d+\)", one_line_error(capsys.readouterr().err))
 
 
 def test_a_config_file_overlays_the_bundled_one(tmp_path):
@@ -361,20 +357,20 @@ def test_evaluate_takes_sb3_habits(trained, capsys):
 def test_evaluate_refuses_cuda_without_a_gpu(trained, capsys):
     _, _, run_dir, _ = trained
     assert evaluate_main(["--model", str(run_dir / "final_model.zip"), "--device", "cuda"]) == 2
-    assert "torch sees no CUDA GPU" in _one_line_error(capsys.readouterr().err)
+    assert "torch sees no CUDA GPU" in one_line_error(capsys.readouterr().err)
 
 
 def test_evaluating_on_another_env_names_the_env_not_trust(trained, capsys):
     _, _, run_dir, _ = trained
     for extra in ([], ["--unsafe-load"]):
         assert evaluate_main(["--model", str(run_dir / "final_model.zip"), "--env", "Acrobot-v1", *extra]) == 2
-        error = _one_line_error(capsys.readouterr().err)
+        error = one_line_error(capsys.readouterr().err)
         assert "was not trained on" in error and "--env" in error and "trust" not in error and len(error) < 300
 
 
 def test_unknown_algo_is_one_line(capsys):
     assert train_main(["--algo", "ppo2"]) == 2
-    assert "invalid choice: 'ppo2'" in _one_line_error(capsys.readouterr().err)
+    assert "invalid choice: 'ppo2'" in one_line_error(capsys.readouterr().err)
 
 
 def test_video_records_every_episode(trained, tmp_path, capfd):
@@ -432,7 +428,7 @@ def test_an_unknown_command_names_the_closest_one(capsys):
     from relax_rl.cli import main
 
     assert main(["trian"]) == 2
-    assert "unknown command 'trian'; did you mean 'train'?" in _one_line_error(capsys.readouterr().err)
+    assert "unknown command 'trian'; did you mean 'train'?" in one_line_error(capsys.readouterr().err)
     assert main([]) == 2  # no command: the usage, on stderr
 
 
@@ -464,7 +460,7 @@ def test_plot_says_what_a_path_that_is_not_a_run_directory_is(target, message, t
         path = tmp_path / "monitor.csv"
         path.write_text("")
     assert main(["plot", str(path), "--out", str(tmp_path / "x.png")]) == 2
-    assert message in _one_line_error(capsys.readouterr().err)
+    assert message in one_line_error(capsys.readouterr().err)
     assert not (tmp_path / "x.png").exists()
 
 
@@ -477,4 +473,4 @@ def test_counts_are_read_as_the_configs_write_them(text):
 
 def test_a_count_that_is_not_whole_is_one_line(tmp_path, capsys):
     assert train_main(["--total-timesteps", "1000.5", "--log-dir", str(tmp_path)]) == 2
-    assert "expected a whole number (such as 500000 or 1e6), got '1000.5'" in _one_line_error(capsys.readouterr().err)
+    assert "expected a whole number (such as 500000 or 1e6), got '1000.5'" in one_line_error(capsys.readouterr().err)

@@ -26,6 +26,9 @@ def test_compare_writes_every_report(comparison):
     assert status == 0
     results = json.loads((out / "results.json").read_text())
     assert results["settings"]["hyperparams"] == ["gamma=0.98"]
+    meta = results["meta"]  # what every results file carries: the command, when, where, from which code
+    assert meta["command"].startswith("relax-rl compare --env CartPole-v1 --algos a2c")
+    assert meta["date"].startswith("20") and "CPUs" in meta["machine"] and meta["commit"]
     runs = results["runs"]
     assert [(r["algo"], r["seed"], r["returncode"]) for r in runs] == [("a2c", 0, 0), ("a2c", 1, 0)]
     assert all(r["metrics"]["timesteps"] == 500 and r["metrics"]["seed"] == r["seed"] for r in runs)

@@ -1,9 +1,9 @@
 """Same seed and config on CPU, through the CLI: the same parameters, metrics, episodes and evaluations."""
 
 import pytest
-from run_artifacts import assert_same_run, saved_state
 
 from relax_rl.cli import train_main
+from tests.helpers.run_artifacts import assert_same_run, saved_state
 
 RUN = ["--env", "CartPole-v1", "--total-timesteps", "400", "--n-envs", "2", "--eval-freq", "200", "--device", "cpu"]
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from typing import Any
 
-import fault_envs  # noqa: F401  (registers the misbehaving envs)
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -30,6 +29,7 @@ from relax_rl.diagnose import (
 )
 from relax_rl.envs import make_vec_env
 from relax_rl.run import torch_threads
+from tests.helpers import fault_envs  # noqa: F401  (registers the misbehaving envs)
 
 
 @pytest.fixture(autouse=True)

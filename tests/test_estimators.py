@@ -7,7 +7,6 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from stats import N_SE, assert_unbiased, per_sample_gradients, z_scores
 
 from relax_rl.estimators import (
     BernoulliRelaxation,
@@ -29,6 +28,8 @@ from relax_rl.estimators import (
     relax,
     relaxed_rebar,
 )
+from tests.helpers.estimator_problems import BERN_LOGITS, biased_categorical_conditional, f_bern
+from tests.helpers.stats import N_SE, assert_unbiased, per_sample_gradients, z_scores
 
 N = 20_000
 
@@ -43,15 +44,7 @@ def random_mlp_cv(relaxation, z_dim: int, seed: int = 1) -> MLPControlVariate:
     return cv
 
 
-# --- three independent Bernoullis --------------------------------------------------------
-
-BERN_LOGITS = torch.tensor([0.3, -0.5, 1.0])
-BERN_W = torch.tensor([1.0, -2.0, 0.5])
-
-
-def f_bern(b: torch.Tensor) -> torch.Tensor:
-    """Non-linear in b, and defined on the relaxed cube for REBAR/Concrete."""
-    return torch.sin(3 * b @ BERN_W) + b[..., 0] * b[..., 1] * b[..., 2] + (b[..., 2] - 0.3) ** 2
+# --- three independent Bernoullis (BERN_LOGITS, f_bern: tests/helpers/estimator_problems.py) -------
 
 
 def exact_bernoulli_gradient() -> torch.Tensor:
@@ -150,16 +143,6 @@ def test_concrete_is_biased_on_a_categorical() -> None:
     logits = CAT_LOGITS.expand(N, 4).clone().requires_grad_()
     grads = per_sample_gradients(concrete(f_cat(rel.relax(rel.sample(logits).z, 0.5))), logits)
     assert z_scores(grads, exact_categorical_gradient()).abs().max() > 3 * N_SE
-
-
-def biased_categorical_conditional(self, params: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The original RL code's sampler, with z̃_b = log p_b − log(−log v_b). Biased; kept out of the package."""
-    logp = torch.log_softmax(params, -1)
-    v = torch.rand_like(logp).clamp(1e-7, 1 - 1e-7)
-    index = b.long().unsqueeze(-1)
-    z_b = logp.gather(-1, index) - torch.log(-torch.log(v.gather(-1, index)))
-    z_rest = -torch.logaddexp(torch.log(-torch.log(v)) - logp, -z_b)
-    return z_rest.scatter(-1, index, z_b)
 
 
 def test_the_biased_conditional_sampler_would_be_caught(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from recording import record_theta_estimates
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import IdentityEnv, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecNormalize
-from stats import assert_unbiased
 
 from relax_rl import RelaxA2C
 from relax_rl.agents import UnsupportedActionSpaceError
+from tests.helpers.model_state import parameters_and_optimiser_states
+from tests.helpers.recording import record_theta_estimates
+from tests.helpers.stats import assert_unbiased
 
 ENVS = {
     "discrete": lambda: IdentityEnv(4),
@@ -42,14 +43,6 @@ def test_learns_and_predicts_every_discrete_space(space: str, objective: str) ->
     batch = np.stack([obs, obs, obs])
     actions, _ = model.predict(batch)
     assert actions.shape == (3, *env.action_space.shape)
-
-
-def parameters_and_optimiser_states(model: RelaxA2C) -> dict[str, torch.Tensor]:
-    state = {f"policy.{k}": v for k, v in model.policy.state_dict().items()}
-    for name, opt in [("policy_opt", model.policy.optimizer), ("cv_opt", model.cv_optimizer)]:
-        for pid, pstate in opt.state_dict()["state"].items():
-            state.update({f"{name}.{pid}.{k}": torch.as_tensor(v) for k, v in pstate.items()})
-    return state
 
 
 def test_save_load_round_trip_is_bit_exact(tmp_path) -> None:

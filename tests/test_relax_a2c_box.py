@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from recording import record_theta_estimates
 from stable_baselines3.common.env_util import make_vec_env
-from stats import N_SE, assert_unbiased, z_scores
-from test_cli import _one_line_error
-from test_relax_a2c import parameters_and_optimiser_states
 
 from relax_rl import RelaxA2C
 from relax_rl.agents import UnsupportedActionSpaceError
 from relax_rl.cli import evaluate_main, train_main
+from tests.helpers.cli_output import one_line_error
+from tests.helpers.model_state import parameters_and_optimiser_states
+from tests.helpers.recording import record_theta_estimates
+from tests.helpers.stats import N_SE, assert_unbiased, z_scores
 
 OBS = np.array([0.5, -0.5], dtype=np.float32)
 
@@ -234,5 +234,5 @@ def test_options_for_the_other_kind_of_space_are_refused(env: str, kwargs: dict,
 def test_cli_refuses_a_discrete_only_option_in_one_line(tmp_path, capsys) -> None:
     args = ["--algo", "relax_a2c", "--env", "Pendulum-v1", "--log-dir", str(tmp_path)]
     assert train_main([*args, "--hyperparams", "policy_kwargs={cv_temperature: 0.3}"]) == 2
-    message = _one_line_error(capsys.readouterr().err)
+    message = one_line_error(capsys.readouterr().err)
     assert message.startswith("error: relax_a2c cannot train on Pendulum-v1: policy_kwargs cv_temperature"), message

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import ks_2samp, kstest
-from test_estimators import biased_categorical_conditional
 
 from relax_rl.estimators import (
     BernoulliRelaxation,
@@ -16,6 +15,7 @@ from relax_rl.estimators import (
     GaussianReparam,
     MultiCategoricalRelaxation,
 )
+from tests.helpers.estimator_problems import biased_categorical_conditional
 
 N = 40_000
 #: KS p-values below this reject "same law". With fixed seeds the outcome is deterministic.

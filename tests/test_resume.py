@@ -15,19 +15,20 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from fault_envs import TRIPWIRE
-from run_artifacts import assert_same_run
 from stable_baselines3.common.env_util import make_vec_env
 
 from relax_rl import RelaxA2C
-from relax_rl import checkpoint as checkpoint_module
-from relax_rl.callbacks import RunControl, StopSignals
-from relax_rl.checkpoint import META_ENTRY, STATE_ENTRY
 from relax_rl.cli import evaluate_main, train_main
 from relax_rl.cli.common import EXIT_IO_ERROR
+from relax_rl.run import checkpoint as checkpoint_module
 from relax_rl.run import torch_threads
+from relax_rl.run.checkpoint import META_ENTRY, STATE_ENTRY
+from relax_rl.run.control import RunControl
+from relax_rl.run.signals import StopSignals
+from tests.helpers.fault_envs import TRIPWIRE
+from tests.helpers.run_artifacts import assert_same_run
 
-TESTS = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parent.parent
 ENV = "relax-rl-test/TripwireCartPole-v1"
 # Every piece of state that resuming must carry: VecNormalize (reward normalisation included), a
 # learning-rate schedule, evaluation, and checkpoints at 200 and 400 timesteps (rollouts of 10).
@@ -65,9 +66,11 @@ def interrupted(reference, tmp_path) -> Path:
 
 def test_sigkill_mid_rollout_then_resume_is_bit_exact(reference, tmp_path, capsys):
     run_dir, paused = tmp_path / "run", tmp_path / "paused"
-    launcher = f"import sys; sys.path.insert(0, {str(TESTS)!r}); import fault_envs; from relax_rl.cli import train_main"
+    # Run from the repository root, whose tests package `python -c` imports as pytest does.
+    launcher = "import sys; import tests.helpers.fault_envs; from relax_rl.cli import train_main"
     process = subprocess.Popen(
         [sys.executable, "-c", f"{launcher}; sys.exit(train_main(sys.argv[1:]))", *RUN, "--run-dir", str(run_dir)],
+        cwd=REPO,
         env={**os.environ, TRIPWIRE: f"{TRIP_STEP}:pause:{paused}"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
 from relax_rl.cli import compare as compare_cli
@@ -135,3 +137,36 @@ def test_a_run_on_an_env_with_an_exact_reference_logs_its_critics_fit(tmp_path):
     (events,) = (tmp_path / "run").glob("tensorboard*/events.*")
     tags = EventAccumulator(str(events)).Reload().Tags()["scalars"]
     assert {"reference/v_rmse", "reference/v_mean_error", "reference/state_part_rmse"} <= set(tags), tags
+
+
+class _SolvedAtOnce(gym.Env):
+    """A one-step env whose every episode returns 1: solved (threshold 0.5) at episode 100."""
+
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 1.0, True, False, {}
+
+
+gym.register("relax-rl-test/SolvedAtOnce-v0", entry_point=_SolvedAtOnce, reward_threshold=0.5)
+
+
+@pytest.mark.parametrize("stop", [True, False], ids=["stop-at-solve", "train-on"])
+def test_the_run_says_when_it_solves_and_stops_there_if_asked(stop, tmp_path, capsys):
+    options = {**TINY, "total_timesteps": 1000, "eval_freq": 0}
+    config = resolve_config(
+        "relax_a2c", "relax-rl-test/SolvedAtOnce-v0", 0, device="cpu", stop_at_solve=stop, **options
+    )
+    metrics = train(config, tmp_path / "run").metrics
+    assert metrics["solved_at_episode"] == 100
+    out = capsys.readouterr().out
+    assert out.count("solved at episode 100 (timestep 100): the mean of the last 100 returns reached 0.5") == 1
+    assert ("stopping (stop_at_solve)" in out) == stop
+    # Stopped in the rollout where it solved (2 envs x 5 steps), saved and reported as a finished run.
+    assert metrics["timesteps"] == (100 if stop else 1000)
+    assert (tmp_path / "run" / "final_model.zip").is_file()

@@ -6,14 +6,14 @@ import warnings
 import numpy as np
 import pytest
 import torch as th
-from host_syncs import HostSyncs
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from relax_rl.agents import RelaxA2C
 from relax_rl.agents.buffers import TensorRolloutBuffer
-from relax_rl.callbacks import SolveTracker
 from relax_rl.envs.torch_envs import CartPoleTorchEnv
+from relax_rl.run.callbacks import SolveTracker
+from tests.helpers.host_syncs import HostSyncs
 
 
 class NumpyView(VecEnvWrapper):

@@ -8,12 +8,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from run_artifacts import assert_same_run, monitor_rows
 from stable_baselines3.common.monitor import load_results
 
 from relax_rl.cli import train_main
 from relax_rl.envs import make_vec_env
 from relax_rl.envs.torch_envs import TORCH_ENVS, CartPoleTorchEnv
+from tests.helpers.run_artifacts import assert_same_run, monitor_rows
 
 CUDA = pytest.mark.skipif(not th.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-from stats import per_sample_gradients
-from test_estimators import BERN_LOGITS, f_bern
 
 from relax_rl.estimators import BernoulliRelaxation, MLPControlVariate, relax, variance_loss
+from tests.helpers.estimator_problems import BERN_LOGITS, f_bern
+from tests.helpers.stats import per_sample_gradients
 
 
 def estimator_variance(cv: MLPControlVariate, n: int = 20_000, seed: int = 123) -> float:

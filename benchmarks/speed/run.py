@@ -90,7 +90,7 @@ def _solve(model: Any, cap_s: float) -> dict[str, Any]:
     """Train until the mean return of the last 100 episodes reaches 475, or ``cap_s`` seconds."""
     from stable_baselines3.common.callbacks import CallbackList
 
-    from relax_rl.callbacks import SolveTracker
+    from relax_rl.run.callbacks import SolveTracker
 
     tracker = SolveTracker(475.0)
     start = time.perf_counter()

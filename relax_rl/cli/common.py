@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from typing import NoReturn
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NoReturn
 
-from relax_rl.config import ConfigError
+from relax_rl.config import RUN_OPTIONS, ConfigError
 from relax_rl.envs import UnknownEnvError
 from relax_rl.errors import UsageError
 from relax_rl.run.output import fds_redirected
@@ -43,6 +43,46 @@ def whole_number(text: str) -> int:
     if not number.is_integer():
         raise argparse.ArgumentTypeError(f"expected a whole number (such as 500000 or 1e6), got {text!r}")
     return int(number)
+
+
+def add_run_options(
+    parser: argparse.ArgumentParser,
+    names: Sequence[str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    default_help: Mapping[str, str] | None = None,
+) -> None:
+    """A flag per run option (:class:`~relax_rl.config.RunOptions`), or per option in ``names``: ``--eval-freq N``
+    for a count, ``--stop-at-solve``/``--no-stop-at-solve`` for a yes/no. Left unset (None), a flag takes the
+    config's value, else the option's default; ``defaults`` gives a command defaults of its own, and
+    ``default_help`` says in words what a command does when the flag is left unset."""
+    defaults, default_help = dict(defaults or {}), dict(default_help or {})
+    for option in RUN_OPTIONS:
+        if names is not None and option.name not in names:
+            continue
+        default = defaults.get(option.name, option.default)
+        shown = default_help.get(option.name) or (
+            ("on" if default else "off") if isinstance(default, bool) else default
+        )
+        common = {"default": defaults.get(option.name), "help": f"{option.metadata['help']} (default {shown})"}
+        flag = "--" + option.name.replace("_", "-")
+        if isinstance(option.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+        else:
+            parser.add_argument(flag, type=whole_number, metavar="N", **common)
+
+
+def run_option_minimums(names: Sequence[str] | None = None) -> dict[str, int]:
+    """``check_minimums``' table for the count options among ``names`` (all by default)."""
+    return {
+        o.name: o.metadata["minimum"]
+        for o in RUN_OPTIONS
+        if not isinstance(o.default, bool) and (names is None or o.name in names)
+    }
+
+
+def run_options_of(args: argparse.Namespace, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """The run options the command line gave, by name (None where a flag was left unset)."""
+    return {o.name: getattr(args, o.name) for o in RUN_OPTIONS if names is None or o.name in names}
 
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:

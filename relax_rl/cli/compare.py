@@ -13,13 +13,23 @@ import argparse
 import hashlib
 import os
 import re
+import shlex
 import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from relax_rl.cli.common import CLIParser, add_threads_argument, check_minimums, run_guarded, whole_number
+from relax_rl.cli.common import (
+    CLIParser,
+    add_run_options,
+    add_threads_argument,
+    check_minimums,
+    run_guarded,
+    run_option_minimums,
+    run_options_of,
+    whole_number,
+)
 from relax_rl.compare import plan, run_all, write_reports
 from relax_rl.config import ALGOS, accepted_keys, load_algo_class, parse_overrides
 from relax_rl.envs import get_spec
@@ -53,8 +63,7 @@ def _parser(prog: str) -> CLIParser:
         help="passed to every run, or with ALGO: to that algorithm's runs only",
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--eval-freq", type=whole_number, default=0, help="per-run evaluation period; 0: off")
-    parser.add_argument("--checkpoint-freq", type=whole_number, default=0, help="per-run checkpoint period; 0: off")
+    add_run_options(parser, COMPARE_OPTIONS, defaults={"eval_freq": 0, "checkpoint_freq": 0})
     parser.add_argument(
         "--ray",
         metavar="ADDRESS",
@@ -65,6 +74,10 @@ def _parser(prog: str) -> CLIParser:
     return parser
 
 
+# The run options compare passes to every run; the others come from each algorithm's config.
+COMPARE_OPTIONS = ("eval_freq", "checkpoint_freq", "stop_at_solve")
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "relax-rl compare") -> int:
     """Entry point; exit status 0 if every run succeeded, 1 if some failed, 2 for bad input."""
     return run_guarded(partial(_compare, prog=prog), argv)
@@ -72,7 +85,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "relax-rl compare") -> i
 
 def _compare(argv: Sequence[str] | None, prog: str) -> int:
     args = _parser(prog).parse_args(argv)
-    check_minimums(args, {"seeds": 1, "workers": 1, "total_timesteps": 1, "n_envs": 1, "threads": 1})
+    minimums = {"seeds": 1, "workers": 1, "total_timesteps": 1, "n_envs": 1, "threads": 1}
+    check_minimums(args, {**minimums, **run_option_minimums(COMPARE_OPTIONS)})
     out = args.out or default_out(args)
     get_spec(args.env)
     jobs = plan(
@@ -85,8 +99,7 @@ def _compare(argv: Sequence[str] | None, prog: str) -> int:
         n_envs=args.n_envs,
         total_timesteps=args.total_timesteps,
         device=args.device,
-        eval_freq=args.eval_freq,
-        checkpoint_freq=args.checkpoint_freq,
+        **run_options_of(args, COMPARE_OPTIONS),
     )
     done = 0
 
@@ -98,7 +111,8 @@ def _compare(argv: Sequence[str] | None, prog: str) -> int:
 
     results = run_all(jobs, workers=args.workers, threads=args.threads, ray_address=args.ray, on_done=progress)
     settings = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
-    write_reports(results, out, env_id=args.env, settings={**settings, "out": str(out)})
+    command = " ".join([prog, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+    write_reports(results, out, env_id=args.env, settings={**settings, "out": str(out)}, command=command)
     failed = [r for r in results if r["returncode"] != 0]
     for run in failed:
         print(f"{run['algo']} seed {run['seed']} failed (exit {run['returncode']}): {run['error']}", file=sys.stderr)

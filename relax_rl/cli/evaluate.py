@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from relax_rl.checkpoint import list_checkpoints
 from relax_rl.cli.common import CLIParser, add_threads_argument, run_guarded, stdout_to_stderr
 from relax_rl.config import ALGOS
 from relax_rl.errors import UsageError
@@ -25,6 +24,7 @@ from relax_rl.run import (
     read_model_data,
     torch_threads,
 )
+from relax_rl.run.checkpoint import list_checkpoints
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -87,8 +87,6 @@ def _evaluate(argv: Sequence[str] | None, prog: str) -> int:
     env_id = args.env or (run_config.env if run_config else None)
     if env_id is None:
         raise UsageError(f"no --env given and no {CONFIG_FILE} next to {args.model}")
-    if run_config is not None and env_id != run_config.env:
-        print(f"note: the model was trained on {run_config.env}; evaluating it on {env_id}", file=sys.stderr)
     frame_stack = run_config.frame_stack if run_config else None
     with stdout_to_stderr() if args.json else contextlib.nullcontext(), torch_threads(args.threads):
         result = evaluate(
@@ -103,6 +101,8 @@ def _evaluate(argv: Sequence[str] | None, prog: str) -> int:
             args.device,
             unsafe_load=args.unsafe_load,
         )
+    if run_config is not None and env_id != run_config.env:  # said once it worked: an error stays one line
+        print(f"note: the model was trained on {run_config.env}; evaluated on {env_id} as asked", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
     else:

@@ -13,12 +13,15 @@ from typing import Any
 from relax_rl.cli.common import (
     EXIT_IO_ERROR,
     CLIParser,
+    add_run_options,
     add_threads_argument,
     check_minimums,
     run_guarded,
+    run_option_minimums,
+    run_options_of,
     whole_number,
 )
-from relax_rl.config import ALGOS, RunConfig, parse_overrides, resolve_config
+from relax_rl.config import ALGOS, RUN_OPTIONS, RunConfig, parse_overrides, resolve_config
 from relax_rl.envs import get_spec
 from relax_rl.errors import UsageError
 from relax_rl.run import (
@@ -32,8 +35,8 @@ from relax_rl.run import (
     train,
 )
 
-# Options that define a run: --resume takes them from the run directory instead.
-RUN_OPTIONS = (
+# Options that define a run, the run options included: --resume takes them from the run directory instead.
+DEFINES_THE_RUN = (
     "algo",
     "env",
     "seed",
@@ -43,10 +46,7 @@ RUN_OPTIONS = (
     "hyperparams",
     "log_dir",
     "run_dir",
-    "eval_freq",
-    "checkpoint_freq",
-    "max_bad_updates",
-    "diagnose_freq",
+    *(option.name for option in RUN_OPTIONS),
 )
 
 
@@ -74,24 +74,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="continue an interrupted run from its newest usable checkpoint, with the settings in its config.yml "
         "(only --device, --threads and --progress may be given with it)",
     )
-    parser.add_argument("--eval-freq", type=whole_number, help="timesteps between evaluations; 0: off (default 10000)")
-    parser.add_argument(
-        "--checkpoint-freq",
-        type=whole_number,
-        help="timesteps between checkpoints, taken at the first update boundary after each multiple; 0: off "
-        "(default 100000); SIGINT and SIGTERM always write one",
-    )
-    parser.add_argument(
-        "--max-bad-updates",
-        type=whole_number,
-        help="stop after K consecutive updates skipped for a non-finite loss or gradient; 0: never (default 10)",
-    )
-    parser.add_argument(
-        "--diagnose-freq",
-        type=whole_number,
-        help="timesteps between small variance decompositions logged as train/action_var_frac; 0: off "
-        "(default 50000; off for normalised, frame-stacked or Atari runs)",
-    )
+    add_run_options(parser)
     add_threads_argument(parser)
     return parser
 
@@ -104,18 +87,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "relax-rl train") -> int
 def _train(argv: Sequence[str] | None, prog: str) -> int:
     parser = _parser(prog)
     args = parser.parse_args(argv)
-    check_minimums(
-        args,
-        {
-            "total_timesteps": 1,
-            "n_envs": 1,
-            "eval_freq": 0,
-            "checkpoint_freq": 0,
-            "max_bad_updates": 0,
-            "diagnose_freq": 0,
-            "threads": 0,
-        },
-    )
+    check_minimums(args, {"total_timesteps": 1, "n_envs": 1, "threads": 0, **run_option_minimums()})
     progress = sys.stdout.isatty() if args.progress is None else args.progress
     run_dir = args.resume or args.run_dir or default_run_dir(args.log_dir, args.algo, args.env, args.seed)
     try:
@@ -144,7 +116,7 @@ def _train(argv: Sequence[str] | None, prog: str) -> int:
 
 
 def _resume_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, progress: bool) -> RunResult:
-    given = [key.replace("_", "-") for key in RUN_OPTIONS if getattr(args, key) != parser.get_default(key)]
+    given = [key.replace("_", "-") for key in DEFINES_THE_RUN if getattr(args, key) != parser.get_default(key)]
     if given:
         raise UsageError(f"--resume continues {args.resume} with the settings in its {CONFIG_FILE}; drop --{given[0]}")
     device = None if args.device == parser.get_default("device") else args.device
@@ -162,10 +134,7 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
         n_envs=args.n_envs,
         total_timesteps=args.total_timesteps,
         device=args.device,
-        eval_freq=args.eval_freq,
-        checkpoint_freq=args.checkpoint_freq,
-        max_bad_updates=args.max_bad_updates,
-        diagnose_freq=args.diagnose_freq,
+        **run_options_of(args),
     )
 
 

@@ -16,7 +16,14 @@ from pathlib import Path
 
 from optuna.distributions import CategoricalDistribution
 
-from relax_rl.cli.common import CLIParser, add_threads_argument, check_minimums, run_guarded, whole_number
+from relax_rl.cli.common import (
+    CLIParser,
+    add_run_options,
+    add_threads_argument,
+    check_minimums,
+    run_guarded,
+    whole_number,
+)
 from relax_rl.config import ALGOS, ConfigError, RunConfig, load_algo_class, parse_overrides, resolve_config
 from relax_rl.envs import get_spec
 from relax_rl.errors import UsageError
@@ -60,12 +67,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="study directory (default: runs/tune/<study name>)")
     parser.add_argument("--objective", default="final_return", choices=list(OBJECTIVES))
     parser.add_argument("--pruner", default="median", choices=list(PRUNERS))
-    parser.add_argument(
-        "--eval-freq",
-        type=whole_number,
-        help=f"timesteps between evaluations (default: one per {EVALUATION_EVERY}, {MIN_EVALUATIONS} to "
-        f"{MAX_EVALUATIONS} per run)",
-    )
+    scaled = f"one per {EVALUATION_EVERY} timesteps, {MIN_EVALUATIONS} to {MAX_EVALUATIONS} per run"
+    add_run_options(parser, ["eval_freq"], default_help={"eval_freq": scaled})
     parser.add_argument("--search-space", type=Path, help="default: configs/search/<algo>.yml")
     parser.add_argument(
         "--ray",

@@ -12,19 +12,26 @@ import numpy as np
 from rliable import metrics as rl_metrics
 
 from relax_rl.plot import bootstrap_interval, plot_learning_curves
+from relax_rl.provenance import provenance
 
 BASELINE = "a2c"  # ratios in summary.md are <algo> / BASELINE
 
 
 def write_reports(
-    results: Sequence[dict[str, Any]], out: Path, *, env_id: str, settings: dict[str, Any] | None = None
+    results: Sequence[dict[str, Any]],
+    out: Path,
+    *,
+    env_id: str,
+    settings: dict[str, Any] | None = None,
+    command: str = "",
 ) -> None:
     """Write results.json, summary.md and learning_curves.png into ``out`` from the runs' records.
 
-    ``settings`` (the comparison's options) are recorded in results.json.
+    results.json records ``settings`` (the comparison's options) and its ``meta``: ``command``, the date, the
+    machine and the code's commit.
     """
     out.mkdir(parents=True, exist_ok=True)
-    report = {"env": env_id, "settings": settings or {}, "runs": list(results)}
+    report = {"env": env_id, "meta": provenance(command), "settings": settings or {}, "runs": list(results)}
     (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     done = [r for r in results if r["metrics"] is not None]
     by_algo: dict[str, list[dict[str, Any]]] = {}

@@ -15,7 +15,6 @@ from typing import Any
 
 import yaml
 
-from relax_rl.checkpoint import list_checkpoints
 from relax_rl.config import ALGOS, ConfigError, RunConfig, resolve_config
 from relax_rl.envs import UnknownEnvError
 from relax_rl.errors import UsageError, first_line
@@ -31,6 +30,7 @@ from relax_rl.run import (
     torch_threads,
     train,
 )
+from relax_rl.run.checkpoint import list_checkpoints
 from relax_rl.run.output import fds_redirected
 
 

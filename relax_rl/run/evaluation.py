@@ -12,11 +12,11 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from relax_rl.callbacks import stats_path_for
 from relax_rl.config import load_algo_class
 from relax_rl.envs import make_vec_env
 from relax_rl.errors import UsageError, first_line
 from relax_rl.run.files import VECNORMALIZE_FILE, read_model_data
+from relax_rl.run.saving import stats_path_for
 from relax_rl.safe_load import (
     EnvMismatchError,
     UnsafeModelError,
@@ -41,7 +41,7 @@ def evaluate(
     unsafe_load: bool = False,
 ) -> dict[str, Any]:
     """Run ``episodes`` episodes of the saved model, with the VecNormalize statistics it was saved with
-    (stored in the zip by :func:`relax_rl.callbacks.save_model`; for older files, those beside it).
+    (stored in the zip by :func:`relax_rl.run.saving.save_model`; for older files, those beside it).
 
     The model and statistics are read from JSON and tensors only (:mod:`relax_rl.safe_load`), unless
     ``unsafe_load``: then SB3's loaders unpickle them, which runs any code a crafted file carries.

@@ -19,11 +19,11 @@ import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from tqdm import TqdmExperimentalWarning
 
-from relax_rl.callbacks import Stop, atomic_write, save_model
-from relax_rl.checkpoint import list_checkpoints
 from relax_rl.config import RunConfig, check_config
 from relax_rl.errors import UsageError
 from relax_rl.run.build import make_env, make_model
+from relax_rl.run.checkpoint import list_checkpoints
+from relax_rl.run.control import Stop, bad_update_streak
 from relax_rl.run.files import (
     CONFIG_FILE,
     FINAL_MODEL,
@@ -32,6 +32,7 @@ from relax_rl.run.files import (
     check_writable,
     read_run_config,
 )
+from relax_rl.run.saving import atomic_write, save_model
 from relax_rl.run.session import Report, Session, load_newest_checkpoint
 
 EXIT_DIVERGED = 3  # stopped after too many consecutive skipped updates; a signal exits with 128 + its number
@@ -68,7 +69,7 @@ def train(config: RunConfig, run_dir: str | Path, *, report: Report | None = Non
     timesteps); what it raises ends the run and propagates. ``progress``: SB3's progress bar, else a
     plain progress line every 30 s. Raises UsageError if ``run_dir`` exists or cannot be created, or
     the algorithm cannot be built for the env, and :class:`TrainingStopped` when training ends early
-    (see :class:`relax_rl.callbacks.RunControl`).
+    (see :class:`relax_rl.run.control.RunControl`).
     """
     run_dir = Path(run_dir)
     check_config(config)  # a RunConfig built in Python has not been through resolve_config's checks
@@ -127,7 +128,7 @@ def resume(
         leftover.unlink()
     session = Session.create(config, run_dir, report)
     model, checkpoint = load_newest_checkpoint(config, run_dir, session)
-    if getattr(model, "bad_update_streak", 0) == 0:
+    if bad_update_streak(model) == 0:
         session.control.last_good = checkpoint
     model.tensorboard_log = str(run_dir)  # the directory may have moved since
     print(f"resuming {run_dir} from {checkpoint.name} (timestep {model.num_timesteps} of {config.total_timesteps})")

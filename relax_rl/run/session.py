@@ -11,17 +11,20 @@ from typing import Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
-from relax_rl.callbacks import (
+from relax_rl.config import RunConfig, load_algo_class
+from relax_rl.diagnose import ActionVarianceCallback, CriticFitCallback
+from relax_rl.envs import get_spec
+from relax_rl.errors import UsageError
+from relax_rl.run.build import make_env, observes_raw_env
+from relax_rl.run.callbacks import (
     ProgressLog,
     ReportEvaluations,
-    RunControl,
     SaveModelCallback,
     SolveTracker,
-    StopSignals,
     TimedEvalCallback,
     WallClock,
 )
-from relax_rl.checkpoint import (
+from relax_rl.run.checkpoint import (
     CHECKPOINT_DIR,
     Checkpointer,
     CheckpointError,
@@ -30,12 +33,10 @@ from relax_rl.checkpoint import (
     load_checkpoint,
     read_meta,
 )
-from relax_rl.config import RunConfig, load_algo_class
-from relax_rl.diagnose import ActionVarianceCallback, CriticFitCallback
-from relax_rl.envs import get_spec
-from relax_rl.errors import UsageError
-from relax_rl.run.build import make_env, observes_raw_env
+from relax_rl.run.control import RunControl
 from relax_rl.run.files import BEST_MODEL, CONFIG_FILE, detect_algo, read_model_data
+from relax_rl.run.signals import StopSignals
+from relax_rl.run.solving import SolveAnnouncer
 
 # Thresholds reported besides gymnasium's reward_threshold: the RELAX paper solved CartPole at 195.
 EXTRA_THRESHOLDS: dict[str, tuple[float, ...]] = {"CartPole-v1": (195.0,)}
@@ -54,6 +55,7 @@ class Session:
     clock: WallClock
     control: RunControl
     parts: dict[str, Resumable]
+    announcer: SolveAnnouncer
     diagnostics: ActionVarianceCallback | None = None
     critic_fit: CriticFitCallback | None = None
 
@@ -84,12 +86,14 @@ class Session:
         )
         # Logs nothing unless the env has an exact reference (target matching): then reference/<fit> too.
         critic_fit = CriticFitCallback(config.diagnose_freq) if config.diagnose_freq else None
-        return cls(tracker, evaluator, clock, control, parts, diagnostics, critic_fit)
+        announcer = SolveAnnouncer(tracker, stop=config.stop_at_solve)
+        return cls(tracker, evaluator, clock, control, parts, announcer, diagnostics, critic_fit)
 
     def callbacks(self, progress: bool) -> list[BaseCallback]:
         """In order: the clock starts first; progress lines, when there is no bar, come last."""
         optional = [c for c in (self.evaluator, self.diagnostics, self.critic_fit) if c is not None]
-        return [self.clock, self.tracker, *optional, self.control, *([] if progress else [ProgressLog(self.tracker)])]
+        progress_lines = [] if progress else [ProgressLog(self.tracker)]
+        return [self.clock, self.tracker, self.announcer, *optional, self.control, *progress_lines]
 
     def report_error(self) -> BaseException | None:
         """What the ``report`` hook raised, if it did."""

@@ -13,7 +13,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from relax_rl.callbacks import atomic_write
+from relax_rl.run.saving import atomic_write
 from relax_rl.tune.trial import StudySpec
 
 BEST_FILE = "best.yml"

@@ -6,8 +6,8 @@ does not save: the training env (and the evaluation env) with their own random s
 statistics, the global RNG states, the callbacks' state and a critic's replay. SB3's part already holds the policy (φ
 and τ included), both optimisers, the timestep count, the last observation and the episode buffers.
 
-Checkpoints are taken at rollout boundaries (see :class:`relax_rl.callbacks.RunControl`) and written
-atomically (:func:`relax_rl.callbacks.atomic_write`), and older ones are kept, so a kill at any moment
+Checkpoints are taken at rollout boundaries (see :class:`relax_rl.run.control.RunControl`) and written
+atomically (:func:`relax_rl.run.saving.atomic_write`), and older ones are kept, so a kill at any moment
 leaves every finished checkpoint intact.
 
 The resume state is a pickle: resuming runs code from the checkpoint, so resume only your own runs.
@@ -36,8 +36,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.monitor import ResultsWriter
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
-from relax_rl.callbacks import save_model, stats_path_for
 from relax_rl.errors import first_line
+from relax_rl.run.saving import save_model, stats_path_for
 
 CHECKPOINT_DIR = "checkpoints"
 META_ENTRY = "relax_rl/resume.json"

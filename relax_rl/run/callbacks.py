@@ -1,86 +1,25 @@
-"""Training callbacks: solve tracking, timed evaluation, progress lines, and run control (checkpoints at
-rollout boundaries, on SIGINT/SIGTERM, and a stop after too many consecutive skipped updates).
+"""Training callbacks: solve tracking, timed evaluation, saving the best model, reporting evaluations, the
+wall clock and progress lines. (Checkpoints and early stops are :mod:`relax_rl.run.control`'s.)
 
 The stateful ones have ``state_dict``/``load_state_dict`` so that a resumed run continues them exactly.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-import signal
 import sys
-import threading
 import time
-import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any, TextIO
 
-from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 
-from relax_rl.safe_load import NORMALIZATION_ENTRY, normalization_to_json
+from relax_rl.run.saving import save_model, stats_path_for
 
 SOLVE_WINDOW = 100
 PROGRESS_INTERVAL_S = 30.0
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then move the result to ``path`` so readers never see a partial file.
-
-    The temporary file sits in the same directory (``os.replace`` is only atomic within one file
-    system), is hidden, and keeps the suffix because SB3 appends ``.zip`` to names without it.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        write(str(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
-
-
-def save_model(
-    model: BaseAlgorithm,
-    path: str | os.PathLike[str],
-    stats_path: str | os.PathLike[str],
-    write: Callable[[str], None] | None = None,
-) -> None:
-    """Atomically save ``model`` to ``path`` (with ``write(tmp_path)``, default ``model.save``) and, when it
-    trains under VecNormalize, its statistics: inside the zip (so that they travel with a copied model),
-    as SB3's pickle at ``stats_path`` and, for safe loading, as JSON beside it. The statistics go first,
-    so a model file never exists without them."""
-    vec_normalize = model.get_vec_normalize_env()
-    if vec_normalize is None:
-        atomic_write(path, write or model.save)
-        return
-    atomic_write(stats_path, vec_normalize.save)
-    stats_json = json.dumps(normalization_to_json(vec_normalize))
-    atomic_write(Path(stats_path).with_suffix(".json"), lambda tmp: Path(tmp).write_text(stats_json))
-
-    def write_with_stats(tmp: str) -> None:
-        (write or model.save)(tmp)
-        with zipfile.ZipFile(tmp, "a", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(NORMALIZATION_ENTRY, stats_json)
-
-    atomic_write(path, write_with_stats)
-
-
-def stats_path_for(model_path: str | os.PathLike[str]) -> Path:
-    """Where :func:`save_model` callers put the VecNormalize statistics belonging to ``model_path``."""
-    model_path = Path(model_path)
-    return model_path.with_name(f"{model_path.stem}_vecnormalize.pkl")
 
 
 class SaveModelCallback(BaseCallback):
@@ -311,117 +250,3 @@ class ProgressLog(BaseCallback):
             flush=True,
         )
         self._last_line = now
-
-
-class StopSignals:
-    """Inside the ``with`` block, SIGINT and SIGTERM only set :attr:`received`, for :class:`RunControl` to
-    checkpoint and stop at the next rollout boundary. The first one puts the previous handlers back,
-    so a second signal acts at once (e.g. a second Ctrl-C raises KeyboardInterrupt). Outside the main
-    thread, where Python cannot install handlers, signals keep their usual effect."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
-        return self
-
-    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._restore()
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.received = signum
-        self._restore()
-
-    def _restore(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
-
-
-@dataclasses.dataclass(frozen=True)
-class Stop:
-    """Why :class:`RunControl` ended training before its budget, and the checkpoint to resume from."""
-
-    timestep: int
-    checkpoint: Path
-    signum: int | None = None  # set when a signal stopped the run, None when updates kept failing
-    bad_updates: int = 0  # consecutive skipped updates when the run stopped
-    skipped_updates: int = 0  # skipped updates in all
-    # For a stop on skipped updates: True when no checkpoint predates the streak, so the checkpoint was
-    # written at the stop (its parameters are still the last good ones: skipped updates change nothing).
-    saved_at_stop: bool = False
-
-
-class RunControl(BaseCallback):
-    """Checkpoints, and stops, at rollout boundaries: after an update and before the next rollout, where
-    the whole training state is in the model, the envs and the callbacks, and is small.
-
-    - Every ``every`` timesteps (0: never) it calls ``save(model)``, which writes a checkpoint and
-      returns its path; not while a streak of skipped updates is going on, so that the newest
-      checkpoint stays the last good state.
-    - After a signal caught by ``signals`` it saves and stops.
-    - After ``max_bad_updates`` consecutive skipped updates (0: never) it stops, keeping the last good
-      checkpoint (or, when there is none, saving the current state, whose parameters are those of the
-      last good update). It reads ``model.bad_update_streak`` and ``model.skipped_updates``, which an
-      agent that skips non-finite updates maintains; other agents never stop this way.
-
-    :attr:`last_good` is the newest checkpoint of a good state (a resumed run sets it to the checkpoint
-    it resumed from). After ``learn`` returns, :attr:`stop` says why training ended early, or is None
-    when the budget was reached.
-    """
-
-    def __init__(
-        self,
-        save: Callable[[BaseAlgorithm], Path],
-        every: int,
-        max_bad_updates: int,
-        signals: StopSignals,
-    ) -> None:
-        super().__init__()
-        self.save = save
-        self.every = every
-        self.max_bad_updates = max_bad_updates
-        self.signals = signals
-        self.last_good: Path | None = None
-        self.stop: Stop | None = None
-        self._next_checkpoint = 0
-
-    def _on_training_start(self) -> None:
-        self._next_checkpoint = self._next_multiple(self.num_timesteps)
-
-    def _next_multiple(self, timestep: int) -> int:
-        # Multiples of `every` strictly after `timestep`: a resumed run checkpoints where the
-        # uninterrupted one would have.
-        return (timestep // self.every + 1) * self.every if self.every else 0
-
-    def _on_rollout_start(self) -> None:
-        self._at_boundary(final=False)
-
-    def _on_step(self) -> bool:
-        return self.stop is None
-
-    def _on_training_end(self) -> None:
-        if self.stop is None:  # after a stop the state has moved past the boundary where we stopped
-            self._at_boundary(final=True)
-
-    def _at_boundary(self, *, final: bool) -> None:
-        timestep = self.model.num_timesteps
-        streak = getattr(self.model, "bad_update_streak", 0)
-        if self.max_bad_updates and streak >= self.max_bad_updates:
-            self.stop = Stop(
-                timestep,
-                self.last_good or self.save(self.model),
-                bad_updates=streak,
-                skipped_updates=getattr(self.model, "skipped_updates", streak),
-                saved_at_stop=self.last_good is None,
-            )
-        elif self.signals.received is not None and not final:  # at the end, finishing is quicker
-            self.stop = Stop(timestep, self.save(self.model), signum=self.signals.received)
-        elif self.every and timestep >= self._next_checkpoint and streak == 0:
-            self.last_good = self.save(self.model)
-            self._next_checkpoint = self._next_multiple(timestep)

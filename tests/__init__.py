@@ -1,0 +1,1 @@
+"""The test suite, a package so that its helpers (tests/helpers/) import as ``tests.helpers.<module>``."""

@@ -1,0 +1,1 @@
+"""What several test modules share: statistics, recordings, run artifacts, misbehaving envs, test problems."""
