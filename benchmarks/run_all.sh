@@ -172,8 +172,11 @@ bench_critic_replay() {  # benchmarks/critic_replay/README.md, its code blocks a
     run "$PY" benchmarks/critic_replay/aggregate_issue21.py --env Acrobot-v1 --metric episodes
     run "$PY" benchmarks/critic_replay/variance.py --envs relax_rl/TargetMatching-D64-v0 --variants a2c_replay relax_replay all_action_replay all_action_per_sub_action --steps 20000 --states 256 --lr 5.6e-3 --out benchmarks/critic_replay/variance_exact_reference.json
     run "$PY" benchmarks/critic_replay/theta_variance.py --steps 30000 --rollouts 300
-    # LunarLander-v3 with rl-zoo's settings: the README's `--out <dir>` is this folder
-    run "$RELAX_RL" compare --env LunarLander-v3 --algos relax_a2c a2c --seeds 3 --workers 1 --eval-freq 50000 --out benchmarks/critic_replay/LunarLander-v3_zoo
+    # LunarLander-v3 with rl-zoo's settings, 5 seeds, beside the control; merged into LunarLander-v3_zoo/
+    run "$RELAX_RL" compare --env LunarLander-v3 --algos relax_a2c a2c --seeds 5 --workers 1 --eval-freq 50000 --out /tmp/ll_zoo
+    run "$RELAX_RL" compare --env LunarLander-v3 --algos relax_a2c --hyperparams relax_a2c:pg_estimator=a2c --seeds 5 --workers 1 --eval-freq 50000 --out /tmp/ll/control
+    run "$PY" benchmarks/critic_replay/merge_compares.py --env LunarLander-v3 --out benchmarks/critic_replay/LunarLander-v3_zoo \
+        --inputs relax_a2c=/tmp/ll_zoo:relax_a2c a2c=/tmp/ll_zoo:a2c control=/tmp/ll/control:relax_a2c
     # InvertedPendulum-v5 (Box actions)
     run "$PY" "$run_py" --env InvertedPendulum-v5 --variants a2c a2c_replay relax_replay --lrs 7e-4 --seeds 0 1 2 3 4 --budget 150000 --normalize
     # Not reproduced: no README gives the aggregate.py call behind InvertedPendulum-v5/summary.json, nor the

@@ -74,3 +74,11 @@ def test_no_module_below_the_command_lines_imports_them():
         if target.startswith("relax_rl.cli")
     ]
     assert upward == []
+
+
+def test_no_module_is_over_450_lines():
+    # Past that, a module holds more than one concern (docs/design.md §6); split it along its seams.
+    long = {
+        p.relative_to(PACKAGE.parent): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 450
+    }
+    assert long == {}

@@ -150,6 +150,8 @@ def test_sigint_stops_the_study_and_the_rerun_runs_the_interrupted_trial_again(t
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr.decode()
     assert "trial 0 will run again" in stdout.decode()
+    # One instruction: rerun the study; not also the trial's own `train --resume` (the study owns its trials).
+    assert "--resume" not in stdout.decode() + stderr.decode()
     interrupted = _load(out).trials[0]
     assert interrupted.state == TrialState.FAIL and not (out / "trials" / "0").exists()
 
