@@ -79,6 +79,7 @@ def main() -> None:
             "machine": f"{platform.processor() or platform.machine()}, one torch thread per run",
             "before_commit": commit_of(args.before),
             "after_commit": commit_of(args.after),
+            "commit": commit_of(args.after),  # the code measured, against before_commit
             "env": args.env,
             "hyperparams": args.hyperparams,
             "pairs": [{"after_sps": a, "before_sps": b} for a, b in pairs],

@@ -95,6 +95,7 @@ def main() -> None:
             "command": "python benchmarks/sps/training_sps.py "
             + " ".join(f"--{k.replace('_', '-')} {_arg(v)}" for k, v in options.items()),
             "relax_rl": _library_commit(),
+            "commit": _library_commit(),  # the code measured: the tree relax_rl was imported from
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread",
         }
