@@ -311,6 +311,11 @@ def main() -> None:
         if (args.env, v, lr, s, args.budget, threshold) not in done
     ]
     print(f"{len(jobs)} runs to go ({len(done)} already in {args.out})", flush=True)
+    sidecar = args.out.with_suffix(".meta.json")
+    if not sidecar.exists():  # the JSONL's own records stay bare; what made them is said once, beside them
+        meta = {"results": args.out.name, **study_meta("run.py", args)}
+        meta["note"] = "the first runs written; later appends (other variants, seeds) may come from later commits"
+        sidecar.write_text(json.dumps(meta, indent=2) + "\n")
     with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:
         futures = {pool.submit(run_one, *job, args.normalize, args.progress): job for job in jobs}
         for i, future in enumerate(concurrent.futures.as_completed(futures), 1):
