@@ -27,11 +27,18 @@ FIT_KEYS = ("v_rmse", "v_mean_error", "state_part_rmse", "slope_r2", "slope_r2_w
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="relax_rl/TargetMatching-D64-v0")
-    parser.add_argument("--results", type=Path, default=HERE / "issue21.jsonl")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        nargs="+",
+        default=[HERE / "issue21.jsonl"],
+        help="JSONL files of run.py, read together (e.g. new designs, and the controls run before them); the "
+        "tables are named after the first",
+    )
     parser.add_argument("--control", default="a2c_replay")
     parser.add_argument("--metric", choices=["updates", "episodes"], default="updates")
     args = parser.parse_args()
-    runs = [json.loads(line) for line in args.results.read_text().splitlines()]
+    runs = [json.loads(line) for path in args.results for line in path.read_text().splitlines()]
     cells: dict[tuple[str, float], list[dict]] = defaultdict(list)
     for r in runs:
         if r["env"] == args.env:
@@ -80,7 +87,7 @@ def main() -> None:
             "|---|---|---|---|---|---|---|---|",
             *fit_lines,
         ]
-    out = HERE / f"{args.results.stem}_{name}.md"
+    out = HERE / f"{args.results[0].stem}_{name}.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -94,7 +101,7 @@ def main() -> None:
     ax.set_xlabel(f"{metric} to the threshold (dots: seeds, bar: median)")
     ax.set_title(args.env)
     fig.tight_layout()
-    fig.savefig(HERE / f"{args.results.stem}_{name}.png", dpi=120)
+    fig.savefig(HERE / f"{args.results[0].stem}_{name}.png", dpi=120)
 
 
 if __name__ == "__main__":
