@@ -31,7 +31,8 @@ def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
 
 SCHEDULES = {
     "no-replay": {"critic_replay": 0},
-    "replay": {"critic_replay": 3},
+    "replay": {"critic_replay": 3},  # φ on this rollout, V on the replay (the default)
+    "replay-phi-on-the-replay": {"critic_replay": 3, "cv_data": "replay"},
     "replay-phi-on-the-rollout-vtrace": {"critic_replay": 3, "cv_data": "rollout", "critic_target": "vtrace"},
     "replay-recomputed-age-weighted": {"critic_replay": 3, "critic_target": "recomputed", "critic_half_life": 1.0},
 }

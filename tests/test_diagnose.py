@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from typing import Any
@@ -326,7 +327,10 @@ def test_diagnose_cli_prints_one_json_object_and_a_table(tmp_path, capsys) -> No
     for name in ("reinforce", "a2c", "mc_v", "relax", "relax_state"):
         parts = {part: v["value"] for part, v in result["estimators"][name].items()}
         assert parts["total"] == pytest.approx(parts["state"] + parts["action"] + parts["residual"])
-        assert result["estimators"][name]["action_fraction"]["se"] >= 0
+        se = result["estimators"][name]["action_fraction"]["se"]
+        # NaN where a leave-one-out total is not positive: the fraction is undefined there (from_parts). On
+        # 4 states that can happen to mc_v, whose total is near zero; the others' totals are far from it.
+        assert se >= 0 or (name == "mc_v" and math.isnan(se)), (name, se)
     assert set(result["ratios"]["relax/relax_state"]) == {"total", "action"}
     assert main(["--model", model, *sizes]) == 0  # the tables, in-process
     table = capsys.readouterr().out

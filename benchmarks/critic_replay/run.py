@@ -39,7 +39,9 @@ from relax_rl.provenance import provenance
 HERE = Path(__file__).resolve().parent
 #: The replay of the probe in issue 12: 32 rollouts, 4 minibatch steps of 256 rows for V; one for φ
 #: (four made RELAX 8x slower than A2C per timestep).
-REPLAY = {"critic_replay": 32, "critic_steps": 4, "critic_batch_size": 256}
+#: φ (where a variant trains one) on replay minibatches after V: RelaxA2C's default until 2026-12-04, pinned so
+#: that the variants keep meaning what they measured; the default is now ``relax_phi_on_rollout``'s.
+REPLAY = {"critic_replay": 32, "critic_steps": 4, "critic_batch_size": 256, "cv_data": "replay"}
 VARIANTS: dict[str, dict[str, Any]] = {
     "a2c": {},
     "a2c_replay": {"pg_estimator": "a2c", **REPLAY},
@@ -96,11 +98,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     # φ fitted on each rollout (before θ steps), V on the replay: finding 6 of issue 21.
     "relax_phi_on_rollout": {
+        **REPLAY,
         "pg_estimator": "relax",
         "cv_objective": "regression+logits",
         "cv_horizon_input": True,
-        "cv_data": "rollout",
-        **REPLAY,
+        "cv_data": "rollout",  # RelaxA2C's default since 2026-12-04
     },
     # V's targets that should not lag the policy: V-trace for the current π, and an age-weighted replay.
     "a2c_replay_vtrace": {"pg_estimator": "a2c", "critic_target": "vtrace", **REPLAY},
