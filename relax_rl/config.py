@@ -242,14 +242,14 @@ def resolve_config(
         path = Path(config_file)
         sources[str(path)] = read_section(path, env_id)
     sources["--hyperparams"] = dict(overrides or {})
-    merged = {key: value for source in sources.values() for key, value in source.items()}
+    # The policy whose keywords policy_kwargs are checked against: the last source's that sets one.
+    policy = str(next((s["policy"] for s in reversed(sources.values()) if "policy" in s), "MlpPolicy"))
     for source, values in sources.items():  # each value reported with the file (or flag) that set it
         validate_keys(values, algo_cls, algo, source)
         if "policy_kwargs" in values:
             values["policy_kwargs"] = parse_policy_kwargs(values["policy_kwargs"])
-        algo_values = {key: value for key, value in values.items() if key not in RUN_KEYS}
         try:
-            check_hyperparameters(algo_cls, algo_values, str(merged.get("policy", "MlpPolicy")))
+            check_hyperparameters(algo_cls, {k: v for k, v in values.items() if k not in RUN_KEYS}, policy)
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
     merged = {key: value for source in sources.values() for key, value in source.items()}

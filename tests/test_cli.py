@@ -74,12 +74,17 @@ def test_existing_run_directory_is_refused(trained, capsys):
     assert sorted(p.name for p in run_dir.iterdir()) == before
 
 
+def _checkpoints_only(run_dir: Path, target: Path) -> Path:
+    """``target``, a run directory holding only ``run_dir``'s checkpoints: a run interrupted before its end."""
+    (target / "checkpoints").mkdir(parents=True)
+    for checkpoint in (run_dir / "checkpoints").glob("*.zip"):
+        (target / "checkpoints" / checkpoint.name).write_bytes(checkpoint.read_bytes())
+    return target
+
+
 def test_an_interrupted_run_in_the_way_is_pointed_to_resume(trained, tmp_path, capsys):
     _, _, run_dir, args = trained
-    interrupted = tmp_path / "interrupted"
-    (interrupted / "checkpoints").mkdir(parents=True)
-    for checkpoint in (run_dir / "checkpoints").glob("*.zip"):
-        (interrupted / "checkpoints" / checkpoint.name).write_bytes(checkpoint.read_bytes())
+    interrupted = _checkpoints_only(run_dir, tmp_path / "interrupted")
     assert train_main([*args, "--run-dir", str(interrupted)]) == 2
     assert f"continue it with --resume {interrupted}" in one_line_error(capsys.readouterr().err)
 
@@ -219,10 +224,7 @@ def test_evaluate_takes_a_run_directory_for_its_final_model(trained, capsys):
 
 def test_evaluate_on_a_run_directory_without_a_final_model_names_its_newest_checkpoint(trained, tmp_path, capsys):
     _, _, run_dir, _ = trained
-    unfinished = tmp_path / "unfinished"
-    (unfinished / "checkpoints").mkdir(parents=True)
-    for checkpoint in (run_dir / "checkpoints").glob("*.zip"):
-        (unfinished / "checkpoints" / checkpoint.name).write_bytes(checkpoint.read_bytes())
+    unfinished = _checkpoints_only(run_dir, tmp_path / "unfinished")
     assert evaluate_main(["--model", str(unfinished)]) == 2
     message = one_line_error(capsys.readouterr().err)
     assert "without a final_model.zip" in message and "rl_model_400_steps.zip" in message

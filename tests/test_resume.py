@@ -25,6 +25,7 @@ from relax_rl.run import torch_threads
 from relax_rl.run.checkpoint import META_ENTRY, STATE_ENTRY
 from relax_rl.run.control import RunControl
 from relax_rl.run.signals import StopSignals
+from tests.helpers.cli_output import one_line_error
 from tests.helpers.fault_envs import TRIPWIRE
 from tests.helpers.run_artifacts import assert_same_run
 
@@ -38,12 +39,6 @@ RUN = [
     *("--hyperparams", "normalize=true", "learning_rate=lin_1e-3"),
 ]
 TRIP_STEP = 233  # per env, i.e. timestep ~466: in the middle of a rollout, after the checkpoint at 400
-
-
-def _one_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in text, text
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +102,7 @@ def test_signal_checkpoints_at_the_next_boundary_then_resume_is_bit_exact(
     run_dir = tmp_path / "run"
     monkeypatch.setenv(TRIPWIRE, f"{TRIP_STEP}:{signum.name}")
     assert train_main([*RUN, "--run-dir", str(run_dir)], prog=prog) == 128 + signum
-    message = _one_line(capsys.readouterr().err)
+    message = one_line_error(capsys.readouterr().err)
     checkpoint = run_dir / "checkpoints" / "rl_model_470_steps.zip"  # the end of the rollout it came in
     # The hint is the command the run was started with: the console script, or the train.py shim.
     assert message == (
@@ -134,7 +129,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_older_one(damage, reference
         content[start : start + 16] = bytes(b ^ 0xFF for b in content[start : start + 16])
     newest.write_bytes(content)
     assert train_main(["--resume", str(interrupted)]) == 0
-    line = _one_line(capsys.readouterr().err)
+    line = one_line_error(capsys.readouterr().err)
     assert line.startswith(f"warning: skipped {newest} is ") and "corrupt" in line
     if damage == "truncate":  # not "a model but not a resumable checkpoint", as zipfile's older directory said
         assert line.endswith("is truncated or corrupt (it does not end with its zip directory)")
@@ -145,16 +140,16 @@ def test_no_usable_checkpoint_is_one_line_exit_2(interrupted, capsys):
     for checkpoint in (interrupted / "checkpoints").glob("*.zip"):
         checkpoint.write_bytes(checkpoint.read_bytes()[:100])
     assert train_main(["--resume", str(interrupted)]) == 2
-    error = _one_line(capsys.readouterr().err)
+    error = one_line_error(capsys.readouterr().err)
     assert error.startswith("error: no usable checkpoint:") and "(and 1 older unusable)" in error
 
 
 def test_run_directory_without_checkpoint_is_one_line_exit_2(interrupted, tmp_path, capsys):
     shutil.rmtree(interrupted / "checkpoints")
     assert train_main(["--resume", str(interrupted)]) == 2
-    assert "has no checkpoint to resume from" in _one_line(capsys.readouterr().err)
+    assert "has no checkpoint to resume from" in one_line_error(capsys.readouterr().err)
     assert train_main(["--resume", str(tmp_path / "nowhere")]) == 2
-    assert "is not a run directory (no config.yml)" in _one_line(capsys.readouterr().err)
+    assert "is not a run directory (no config.yml)" in one_line_error(capsys.readouterr().err)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +168,7 @@ def test_checkpoint_of_another_run_is_refused(other, interrupted, a2c_checkpoint
         config = yaml.safe_load((interrupted / "config.yml").read_text())
         (interrupted / "config.yml").write_text(yaml.safe_dump({**config, "env": "CartPole-v1"}))
     assert train_main(["--resume", str(interrupted)]) == 2
-    assert "belongs to another run" in _one_line(capsys.readouterr().err)
+    assert "belongs to another run" in one_line_error(capsys.readouterr().err)
 
 
 def test_resuming_a_finished_run_changes_nothing(reference, capsys):
@@ -187,7 +182,7 @@ def test_unwritable_log_directory_fails_before_training(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     assert train_main([*RUN, "--log-dir", str(blocker / "runs")]) == 2
-    assert "cannot create run directory" in _one_line(capsys.readouterr().err)
+    assert "cannot create run directory" in one_line_error(capsys.readouterr().err)
     assert list(tmp_path.iterdir()) == [blocker]
 
 
@@ -198,7 +193,7 @@ def test_read_only_log_directory_fails_before_training(tmp_path, capsys):
         assert train_main([*RUN, "--log-dir", str(tmp_path / "runs")]) == 2
     finally:
         tmp_path.chmod(0o700)
-    assert "cannot create run directory" in _one_line(capsys.readouterr().err)
+    assert "cannot create run directory" in one_line_error(capsys.readouterr().err)
 
 
 def test_a_full_disk_is_one_line_and_the_run_resumes_from_the_last_whole_checkpoint(
@@ -216,7 +211,7 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_from_the_last_whole_checkpo
     monkeypatch.setattr(checkpoint_module, "save_model", disk_fills_at_400)
     run_dir = tmp_path / "run"
     assert train_main([*RUN, "--run-dir", str(run_dir)]) == EXIT_IO_ERROR
-    line = _one_line(capsys.readouterr().err)
+    line = one_line_error(capsys.readouterr().err)
     assert os.strerror(errno.ENOSPC) in line and line.endswith(f"--resume {run_dir}")
     written = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     # No half-written file is left; the statistics of 400, written before the model, are orphans that
@@ -241,7 +236,7 @@ def test_bad_update_streak_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
     args = ["--env", NAN_ENV, "--total-timesteps", "400", "--n-envs", "2", "--eval-freq", "0"]
     assert train_main([*args, "--checkpoint-freq", "40", "--max-bad-updates", "3", "--run-dir", str(run_dir)]) == 3
     last_good = run_dir / "checkpoints" / "rl_model_120_steps.zip"
-    assert _one_line(capsys.readouterr().err) == (
+    assert one_line_error(capsys.readouterr().err) == (
         "error: stopped at timestep 150: 3 consecutive updates were skipped for a non-finite loss or gradient "
         f"(3 skipped in all); last good checkpoint: {last_good}"
     )

@@ -21,6 +21,7 @@ from relax_rl.run import RunResult
 from relax_rl.tune import default_space_file, load_space
 from relax_rl.tune.liveness import STALE_AFTER_S, is_stale, this_worker
 from relax_rl.tune.trial import SeedCurves, seed_value
+from tests.helpers.cli_output import one_line_error
 
 REPO = Path(__file__).resolve().parent.parent
 STUDY = "a2c_CartPole-v1"
@@ -30,12 +31,6 @@ TINY = ["--algo", "a2c", "--hyperparams", "n_envs=2", "--total-timesteps", "1000
 
 def _load(out: Path) -> optuna.Study:
     return optuna.load_study(study_name=STUDY, storage=JournalStorage(JournalFileBackend(str(out / "journal.log"))))
-
-
-def _one_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in text, text
-    return lines[0]
 
 
 def _check_best_yml(out: Path, study: optuna.Study) -> None:
@@ -238,7 +233,7 @@ def test_search_space_mistakes_are_one_line_naming_the_key(tmp_path, capsys, ent
     space.write_text(f"default:\n  {entry}\n")
     out = tmp_path / "study"
     assert main([*TINY, "--trials", "2", "--search-space", str(space), "--out", str(out)]) == 2
-    message = _one_line(capsys.readouterr().err)
+    message = one_line_error(capsys.readouterr().err)
     assert SPACE_TYPOS[entry] in message and entry.split(":")[0] in message, message
     assert not out.exists()
 
@@ -262,7 +257,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_no_study(tmp_path, capsys):
         out = tmp_path / "study"
         argv = args if "--out" in args else [*args, "--out", str(out)]
         assert main(argv) == 2, expected
-        message = _one_line(capsys.readouterr().err)
+        message = one_line_error(capsys.readouterr().err)
         assert expected in message, message
         assert "--out" not in message or "--storage" not in args, message  # the option that is wrong, only
         assert not out.exists(), expected
@@ -272,7 +267,7 @@ def test_an_unreachable_ray_address_is_one_line_before_any_work(tmp_path, capsys
     pytest.importorskip("ray", reason='Ray is not installed (pip install -e ".[ray]")')
     out = tmp_path / "study"
     assert main([*TINY, "--trials", "2", "--out", str(out), "--ray", "127.0.0.1:1"]) == 2
-    assert "cannot reach a Ray cluster" in _one_line(capsys.readouterr().err)
+    assert "cannot reach a Ray cluster" in one_line_error(capsys.readouterr().err)
     assert not out.exists()
 
 
@@ -284,7 +279,7 @@ def test_without_ray_installed_ray_is_one_line_saying_how_to_install_it(tmp_path
         f"raise SystemExit(main({[*TINY, '--trials', '2', '--out', str(out), '--ray', 'local']!r}))"
     )
     result = subprocess.run([sys.executable, "-c", without_ray], capture_output=True, text=True, cwd=REPO)
-    assert result.returncode == 2 and 'pip install -e ".[ray]"' in _one_line(result.stderr)
+    assert result.returncode == 2 and 'pip install -e ".[ray]"' in one_line_error(result.stderr)
     assert not out.exists()
 
 

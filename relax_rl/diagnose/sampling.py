@@ -15,7 +15,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import Tensor
 
-from relax_rl.agents.action_spaces import action_space_kind
+from relax_rl.agents.action_spaces import ActionSpaceKind, action_space_kind
 from relax_rl.agents.distributions import distribution_from_params
 from relax_rl.agents.policies import params_values_features
 from relax_rl.errors import first_line
@@ -44,10 +44,10 @@ def sample_actions(policy: ActorCriticPolicy, params: Tensor) -> Tensor:
     return distribution_from_params(policy.action_dist, params).sample()
 
 
-def _env_actions(actions: Tensor, space: gym.Space) -> list[Any]:
+def _env_actions(actions: Tensor, kind: ActionSpaceKind) -> list[Any]:
     """One env action per row, as training executes it (a Gaussian's sample clipped), converted once for the
     batch."""
-    return list(action_space_kind(space).to_env(actions).cpu().numpy().astype(space.dtype))
+    return list(kind.to_env(actions).cpu().numpy().astype(kind.space.dtype))
 
 
 def _reseed(env: gym.Env, rng: np.random.Generator) -> None:
@@ -78,13 +78,14 @@ def on_policy_states(
     yields exactly that law when no episode outlives ``max_age``). Cost: at most ``max_age`` steps
     per state on average.
     """
+    kind = action_space_kind(model.action_space)
     envs = [copy.deepcopy(env) for _ in range(n_states)]
     obs = [e.reset(seed=int(s))[0] for e, s in zip(envs, rng.integers(2**31, size=n_states), strict=True)]
     target, age = rng.integers(max_age, size=n_states), np.zeros(n_states, dtype=np.int64)
     while (active := np.flatnonzero(age < target)).size:
         with th.no_grad():
             actions = model.policy.get_distribution(obs_tensor(model.policy, [obs[i] for i in active])).sample()
-        for i, action in zip(active, _env_actions(actions, model.action_space), strict=True):
+        for i, action in zip(active, _env_actions(actions, kind), strict=True):
             obs[i], _, terminated, truncated, _ = envs[i].step(action)
             age[i] += 1
             if terminated or truncated:  # the episode ended before age u: try the next one
@@ -113,6 +114,7 @@ def continue_rows(
     ``values`` are ``V̂`` at the rows' states.
     """
     policy, gamma, decay = model.policy, model.gamma, model.gamma * model.gae_lambda
+    kind = action_space_kind(model.action_space)
     advantages, weight = np.zeros(len(envs)), np.ones(len(envs))
     ended = np.zeros(len(envs), dtype=bool)
     value = values.detach().cpu().double().numpy().copy()  # V̂(s_k) of each live row
@@ -120,7 +122,7 @@ def continue_rows(
     for k in range(int(horizons.max())):
         if not len(alive):
             break
-        env_actions = _env_actions(actions, model.action_space)
+        env_actions = _env_actions(actions, kind)
         steps = [envs[i].step(a) for i, a in zip(alive, env_actions, strict=True)]
         with th.no_grad():
             params, next_values, _ = params_values_features(policy, obs_tensor(policy, [s[0] for s in steps]))
