@@ -49,17 +49,17 @@ def test_theta_gradient_is_taken_before_v_and_phi_train_on_the_rollout(schedule:
     )
     policy = model.policy
     value_modules = torch.nn.ModuleList([policy.mlp_extractor.value_net, policy.value_net])
-    estimate, train = model.estimate, model.train
+    estimate, train = policy.estimator.estimate, model.train
     checks = {"updates": 0, "phi_moved": 0, "v_moved": 0}
     state: dict = {}
 
-    def checking_estimate(params, actions, advantages, context, **kwargs):
+    def checking_estimate(params, actions, advantages, control_variate, context, **kwargs):
         if state.pop("first", False):
             assert same(state["phi"], snapshot(policy.control_variate)), "φ trained before θ's gradient"
             assert same(state["v"], snapshot(value_modules)), "V trained before θ's gradient"
             rollout, _ = whole_rollout(model.rollout_buffer)
             assert torch.equal(advantages, rollout.advantages), "advantages not from collection time"
-        return estimate(params, actions, advantages, context, **kwargs)
+        return estimate(params, actions, advantages, control_variate, context, **kwargs)
 
     def checking_train():
         state.update(first=True, phi=snapshot(policy.control_variate), v=snapshot(value_modules))
@@ -69,7 +69,7 @@ def test_theta_gradient_is_taken_before_v_and_phi_train_on_the_rollout(schedule:
         checks["phi_moved"] += not same(state["phi"], snapshot(policy.control_variate))
         checks["v_moved"] += not same(state["v"], snapshot(value_modules))
 
-    model.estimate, model.train = checking_estimate, checking_train
+    policy.estimator.estimate, model.train = checking_estimate, checking_train
     model.learn(4 * 5 * 12)
     assert checks == {"updates": 12, "phi_moved": 12, "v_moved": 12}
     if replay:

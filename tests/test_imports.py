@@ -82,3 +82,33 @@ def test_no_module_is_over_450_lines():
         p.relative_to(PACKAGE.parent): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 450
     }
     assert long == {}
+
+
+def _code_lines(function: ast.FunctionDef, lines: list[str]) -> int:
+    docstring = set()
+    if ast.get_docstring(function) is not None:
+        docstring = set(range(function.body[0].lineno, function.body[0].end_lineno + 1))
+    code = [lines[i - 1].strip() for i in range(function.lineno, function.end_lineno + 1) if i not in docstring]
+    return sum(1 for line in code if line and not line.startswith("#"))
+
+
+def test_the_update_reads_in_one_screen():
+    """RelaxA2C.train and the methods of its own it calls, without docstrings and comments, stay within 80 lines
+    (CleanRL's standard): the losses, targets and logging live with the objects they concern."""
+    path = PACKAGE / "agents" / "relax_a2c.py"
+    lines = path.read_text().splitlines()
+    (cls,) = [n for n in ast.parse(path.read_text()).body if isinstance(n, ast.ClassDef) and n.name == "RelaxA2C"]
+    methods = {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef)}
+    seen, todo = set(), ["train"]
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        called = {
+            n.attr
+            for n in ast.walk(methods[name])
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "self"
+        }
+        todo += [m for m in called & set(methods) if m not in seen and m not in todo]
+    assert {"train", "_fit_phi", "_fit_v_on_replay"} <= seen
+    total = sum(_code_lines(methods[name], lines) for name in seen)
+    assert total <= 80, f"the update is {total} lines over {sorted(seen)}"

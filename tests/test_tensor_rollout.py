@@ -11,6 +11,7 @@ from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from relax_rl.agents import RelaxA2C
 from relax_rl.agents.buffers import TensorRolloutBuffer
+from relax_rl.agents.update_log import log_update
 from relax_rl.envs.torch_envs import CartPoleTorchEnv
 from relax_rl.run.callbacks import SolveTracker
 from tests.helpers.host_syncs import HostSyncs
@@ -107,14 +108,14 @@ def test_the_rollout_waits_for_the_device_a_fixed_number_of_times_not_once_per_s
 
 def test_the_update_logs_with_one_wait_for_the_device():
     model, _ = _collect(CartPoleTorchEnv(16, seed=1, max_episode_steps=7))
-    lines, first = inspect.getsourcelines(RelaxA2C._log_update)
+    lines, first = inspect.getsourcelines(log_update)
     in_log_update = range(first, first + len(lines))
     with HostSyncs() as syncs:
         model.train()
     logging = sum(
         n
         for where, n in syncs.count.items()
-        if where.startswith("relax_a2c.py:") and int(where.split(":")[1]) in in_log_update
+        if where.startswith("update_log.py:") and int(where.split(":")[1]) in in_log_update
     )
     assert logging == 1, syncs.count
     logged = model.logger.name_to_value

@@ -55,7 +55,9 @@ def paired_gradients(model: RelaxA2C, n_rollouts: int) -> tuple[torch.Tensor, to
         params, _, _, features = policy.distribution_params_values_features(rollout.observations, with_values=False)
         advantages = model._normalised(rollout.advantages)
         context = policy.cv_context(features, params, horizon)
-        _, g_params = model.estimate(params, actions, advantages, context, differentiable=False)
+        _, g_params = policy.estimator.estimate(
+            params, actions, advantages, policy.control_variate, context, create_graph=False
+        )
         design = flat_grad(-(g_params.detach() * params).sum() / len(params), theta)
         log_prob = policy.estimator.log_prob(params, actions)
         a2c = flat_grad(-(advantages.detach() * log_prob).mean(), theta)

@@ -84,3 +84,33 @@ def action_effect(policy: RelaxActorCriticPolicy, rows: ReplayRows) -> th.Tensor
     relaxation = policy.estimator.relaxation
     actions = policy.estimator.kind.to_relaxation(rows.actions)
     return (slopes * (relaxation.indicator(params, actions) - relaxation.mean_indicator(params))).sum(-1)
+
+
+class ValueTargets:
+    """``V``'s regression targets on the replay for one update, by ``critic_target`` (see
+    :data:`~relax_rl.agents.relax_options.CRITIC_TARGETS`): recomputed once per update where they read the
+    current ``V`` or π, then drawn minibatch by minibatch."""
+
+    def __init__(
+        self,
+        critic_target: str,
+        policy: RelaxActorCriticPolicy,
+        replay: RolloutReplay,
+        n_envs: int,
+        gamma: float,
+        gae_lambda: float,
+    ):
+        self.critic_target, self.policy, self.replay = critic_target, policy, replay
+        self.recomputed = None
+        if critic_target in ("recomputed", "vtrace"):
+            weighted = critic_target == "vtrace"
+            self.recomputed = replay_targets(policy, replay, n_envs, gamma, gae_lambda, weighted)
+
+    def sample(self, batch_size: int, half_life: float | None) -> tuple[ReplayRows, th.Tensor]:
+        """A replay minibatch of ``batch_size`` rows (age-weighted with ``half_life``) and its targets."""
+        index = self.replay.sample_indices(batch_size, half_life)
+        rows = self.replay.take(index)
+        targets = rows.returns if self.recomputed is None else self.recomputed[index]
+        if self.critic_target == "corrected":
+            targets = targets - action_effect(self.policy, rows)
+        return rows, targets

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from gymnasium import spaces
 from torch import Tensor
+from torch.autograd import grad
 
 from relax_rl.agents.action_spaces import ActionSpaceKind, action_space_kind, split_mean_log_std
 from relax_rl.estimators import (
@@ -59,6 +60,20 @@ class ActionEstimator(ABC):
         self, params: Tensor, actions: Tensor, f: Tensor, control_variate: ControlVariate, context: Tensor
     ) -> Tensor:
         """Per-step surrogate whose gradient w.r.t. row ``t`` of ``params`` is ``ĝ_t``, differentiable in ``φ``."""
+
+    def estimate(
+        self,
+        params: Tensor,
+        actions: Tensor,
+        f: Tensor,
+        control_variate: ControlVariate,
+        context: Tensor,
+        create_graph: bool = True,
+    ) -> tuple[Tensor, Tensor]:
+        """The per-step surrogate and ``ĝ_t^ℓ``, its gradient for step t's row of ``params``: differentiable in φ
+        unless ``create_graph`` is False (no φ objective reads it, so the double-backward graph is not built)."""
+        surrogate = self.surrogate(params, actions, f, control_variate, context)
+        return surrogate, grad(surrogate.sum(), params, create_graph=create_graph)[0]
 
     @abstractmethod
     def act(self, params: Tensor, deterministic: bool = False) -> Tensor:

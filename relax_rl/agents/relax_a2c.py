@@ -2,70 +2,33 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch as th
 import torch.nn.functional as F
 from stable_baselines3 import A2C
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import FloatSchedule, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
 from relax_rl.agents.action_spaces import action_space_kind
 from relax_rl.agents.buffers import whole_rollout
-from relax_rl.agents.critic_targets import action_effect, replay_targets
+from relax_rl.agents.critic_targets import ValueTargets
+from relax_rl.agents.cv_objective import CvBatch, CvObjective
 from relax_rl.agents.policies import (
     RelaxActorCriticCnnPolicy,
     RelaxActorCriticPolicy,
     RelaxMultiInputActorCriticPolicy,
 )
-from relax_rl.agents.relax_options import (
-    CvObjective,
-    check_critic_target,
-    check_options,
-    check_owned_policy_kwargs,
-)
+from relax_rl.agents.relax_options import check_critic_target, check_options, check_owned_policy_kwargs
 from relax_rl.agents.replay import ReplayRows, RolloutEnd, RolloutReplay
 from relax_rl.agents.speed_hints import warn_if_one_env, warn_if_threads_are_slow
 from relax_rl.agents.tensor_rollout import TensorRolloutMixin
+from relax_rl.agents.update_log import log_update
 
 SelfRelaxA2C = TypeVar("SelfRelaxA2C", bound="RelaxA2C")
-
-
-class CvBatch(NamedTuple):
-    """What one step of φ trains on, one row per step."""
-
-    params: th.Tensor
-    """The distribution parameters (logits, or ``[μ, log σ]``), connected to θ where an objective reads it."""
-    actions: th.Tensor
-    advantages: th.Tensor
-    """What ``V`` leaves for ``ĉ`` to explain."""
-    context: th.Tensor
-    """``ĉ``'s input besides the action, fixed before the action was drawn."""
-    g_params: th.Tensor | None = None
-    """``ĝ^ℓ``, differentiable in φ; None for the regression, which does not read it."""
-
-
-def _all_finite(tensors: list[th.Tensor]) -> bool:
-    # One wait for the device per check, however many tensors it covers.
-    return bool(th.stack([th.isfinite(t).all() for t in tensors]).all())
-
-
-def _clip_and_check(loss: th.Tensor, parameters: list[th.nn.Parameter], max_norm: float) -> bool:
-    """Clips the gradients' total norm to ``max_norm``; True if the loss and every gradient are finite.
-
-    The total norm that the clip computes anyway is NaN or infinite exactly when some gradient entry is (or
-    when the sum of squares overflows, a gradient no update should take), so one check replaces one per tensor.
-    """
-    norm = th.nn.utils.clip_grad_norm_(parameters, max_norm)
-    return bool(th.isfinite(th.stack([loss.detach(), norm])).all())
-
-
-def _grads(parameters: list[th.nn.Parameter]) -> list[th.Tensor]:
-    return [p.grad for p in parameters if p.grad is not None]
 
 
 class RelaxA2C(TensorRolloutMixin, A2C):
@@ -220,205 +183,102 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         update_learning_rate(self.cv_optimizer, self.cv_lr_schedule(self._current_progress_remaining))
+        policy, estimator, c_hat = self.policy, self.policy.estimator, self.policy.control_variate
         rollout, horizon = whole_rollout(self.rollout_buffer)
         # One row per step t: the logits, or [μ, log σ] for a Box; V's values only when V steps here.
-        params, values, entropy, features = self.policy.distribution_params_values_features(
+        params, values, entropy, features = policy.distribution_params_values_features(
             rollout.observations, with_values=self.v_on_rollout
         )
-        batch = CvBatch(
-            params,
-            self.policy.estimator.kind.to_relaxation(rollout.actions),  # a Box's sampled, unclipped actions
-            self._normalised(rollout.advantages),  # Â_t = R̂_t − V(s_t): the V part of c = V + ĉ
-            self.policy.cv_context(features, params, horizon),  # fixed before a_t was drawn
-        )
+        actions = estimator.kind.to_relaxation(rollout.actions)  # a Box's sampled, unclipped actions
+        advantages = self._normalised(rollout.advantages)  # Â_t = R̂_t − V(s_t): the V part of c = V + ĉ
+        context = policy.cv_context(features, params, horizon)  # ĉ's input besides a_t, fixed before a_t was drawn
 
         # ĝ_t = [Â_t − ĉ(s_t, z̃_t)] ∇θ log π(a_t|s_t) + ∇θ ĉ(s_t, z_t) − ∇θ ĉ(s_t, z̃_t), or the all-action
         # form [Â_t − q̂(s_t, a_t)] ∇θ log π(a_t|s_t) + ∇θ Σ_a π(a|s_t) q̂(s_t, a), or A2C's Â_t ∇θ log π(a_t|s_t).
         # It is differentiable in φ only when φ's variance objective reads it, on this rollout.
         reads_g = self.phi_on_rollout and self.objective.variance is not None
-        surrogate, g_params = self.estimate(*batch[:4], differentiable=reads_g)
-        batch = batch._replace(g_params=g_params)
+        surrogate, g_params = estimator.estimate(params, actions, advantages, c_hat, context, create_graph=reads_g)
+        batch = CvBatch(params, actions, advantages, context, g_params)
         # θ reaches the surrogate only through the distribution parameters, so pushing ĝ^ℓ back through
         # the network gives ∇θ of −mean_t surrogate_t, without differentiating ĉ a second time.
-        policy_loss = -(g_params.detach() * params).sum() / len(params)
         entropy_loss = -entropy.mean()
-        loss = policy_loss + self.ent_coef * entropy_loss
-        value_loss = None
-        if self.v_on_rollout:  # A2C: V steps with θ, on this rollout, whose advantages it already made
+        loss = -(g_params.detach() * params).sum() / len(params) + self.ent_coef * entropy_loss
+        value_loss = cv_loss = None
+        if self.v_on_rollout:  # A2C's schedule: V steps with θ, on the rollout whose advantages it made
             value_loss = F.mse_loss(rollout.returns, values)
             loss = loss + self.vf_coef * value_loss
-        stepped = self.policy.actor_critic_parameters() if self.v_on_rollout else self.policy.actor_parameters()
-        self.policy.optimizer.zero_grad()
-        loss.backward(inputs=stepped, retain_graph=reads_g)  # φ's objective on this rollout reuses the graph
-        # A non-finite loss or gradient must never reach the parameters: such an update is skipped.
-        healthy = _clip_and_check(loss, stepped, self.max_grad_norm)
-        cv_loss = None
-        if healthy and self.phi_on_rollout:
-            # φ before θ steps: ĝ's graph is still the one θ's gradient came from. After the first step, ĝ
-            # at the updated φ (with fresh z, z̃ if discrete).
-            cv_loss, healthy = self._fit_control_variate(
-                lambda step: batch if step == 0 else batch._replace(g_params=self.estimate(*batch[:4])[1])
-            )
+        theta_or_theta_psi = policy.actor_critic_parameters() if self.v_on_rollout else policy.actor_parameters()
+        healthy = self._backward_clipped(loss, theta_or_theta_psi, retain_graph=reads_g)
+        if healthy and self.phi_on_rollout:  # φ before θ steps, first on the very ĝ that θ's gradient came from
+            cv_loss, healthy = self._fit_phi(lambda step: batch if step == 0 else batch._replace(g_params=None))
         if healthy:
-            self.policy.optimizer.step()
-        if healthy and not self.v_on_rollout:  # then V, and φ if it trains there, on the replay
+            policy.optimizer.step()
+        if healthy and not self.v_on_rollout:  # the replay's schedule: then V, and φ if it trains there
             self.replay.add(
                 ReplayRows.of_rollout(self.rollout_buffer, rollout, horizon),
                 RolloutEnd.of(self._last_obs, self._last_episode_starts, self.device),
             )
-            value_loss, healthy = self._fit_critic_on_replay()
+            value_loss, healthy = self._fit_v_on_replay()
             if healthy and self.phi_on_replay:
-                cv_loss, healthy = self._fit_control_variate(self._replay_minibatch)
+                cv_loss, healthy = self._fit_phi(lambda step: self._replay_minibatch())
+
         self.bad_update_streak = 0 if healthy else self.bad_update_streak + 1
         self.skipped_updates += not healthy
-        self.logger.record("train/skipped_updates", self.skipped_updates)
-
         self._n_updates += 1
-        self._log_update(rollout, batch, surrogate, entropy_loss, value_loss, cv_loss)
-
-    def estimate(
-        self,
-        params: th.Tensor,
-        actions: th.Tensor,
-        advantages: th.Tensor,
-        context: th.Tensor,
-        differentiable: bool = True,
-    ) -> tuple[th.Tensor, th.Tensor]:
-        """The per-step surrogate of the model's estimator and ``ĝ_t^ℓ``, its gradient for step t's
-        distribution parameters, differentiable in φ unless ``differentiable`` is False (no φ objective
-        reads it: the double-backward graph would be built for nothing)."""
-        surrogate = self.policy.estimator.surrogate(params, actions, advantages, self.policy.control_variate, context)
-        return surrogate, th.autograd.grad(surrogate.sum(), params, create_graph=differentiable)[0]
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/skipped_updates", self.skipped_updates)
+        losses = {"entropy_loss": entropy_loss, "policy_loss": -surrogate.mean(), "value_loss": value_loss}
+        losses["cv_loss"] = cv_loss
+        log_update(self.logger, policy, rollout, batch, losses, self.cv_optimizer.param_groups[0]["lr"])
 
     def _normalised(self, advantages: th.Tensor) -> th.Tensor:
-        if not self.normalize_advantage:
-            return advantages
-        return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        normalised = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        return normalised if self.normalize_advantage else advantages
 
-    def _fit_control_variate(self, batch: Callable[[int], CvBatch]) -> tuple[th.Tensor, bool]:
-        """``cv_steps`` steps of φ's objective, step ``i`` on the rows and ĝ^ℓ that ``batch(i)`` gives."""
+    def _backward_clipped(self, loss: th.Tensor, parameters: list[th.nn.Parameter], retain_graph: bool = False) -> bool:
+        """``parameters``' gradients of ``loss``, their total norm clipped; False if the loss or a gradient is not
+        finite, and the update must then be skipped. The total norm is NaN or infinite exactly when some gradient
+        entry is (or when its sum of squares overflows, a gradient no update should take): one check, not one
+        per tensor."""
+        self.policy.optimizer.zero_grad()
+        loss.backward(inputs=parameters, retain_graph=retain_graph)
+        norm = th.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
+        return bool(th.isfinite(th.stack([loss.detach(), norm])).all())
+
+    def _fit_phi(self, batch_at: Callable[[int], CvBatch]) -> tuple[th.Tensor, bool]:
+        """``cv_steps`` Adam steps of φ on its objective, step ``i`` on ``batch_at(i)``; False on a non-finite one."""
         for step in range(self.cv_steps):
-            cv_loss, healthy = self._control_variate_step(batch(step))
-            if not healthy:
-                break
-        return cv_loss, healthy
-
-    def _control_variate_step(self, batch: CvBatch) -> tuple[th.Tensor, bool]:
-        """One step of φ on its objective. The regression leaves τ alone: fitting values pulls τ to 0, where
-        the relaxation's gradients, and so the variance, blow up."""
-        c_hat = self.policy.control_variate
-        phi = list(c_hat.parameters())
-        self.cv_optimizer.zero_grad()
-        losses = []
-        if self.objective.regression:
-            fitted = self.policy.estimator.control_variate_at_action(batch.params, batch.actions, c_hat, batch.context)
-            regression = F.mse_loss(fitted, batch.advantages.detach())
-            tau = {id(p) for p in c_hat.temperature.parameters()}
-            retain = self.objective.variance is not None
-            regression.backward(inputs=[p for p in phi if id(p) not in tau], retain_graph=retain)
-            losses.append(regression)
-        if self.objective.variance is not None:
-            variance = self._variance_objective(batch.g_params, batch.params, self.objective.variance)
-            variance.backward(inputs=phi, retain_graph=True)
-            losses.append(variance)
-        cv_loss = sum(loss.detach() for loss in losses)
-        healthy = _all_finite([cv_loss, *_grads(phi)])
-        if healthy:
+            self.cv_optimizer.zero_grad()
+            cv_loss = self.objective.backward(batch_at(step), self.policy)
+            grads = [p.grad for p in self.policy.control_variate.parameters() if p.grad is not None]
+            if not bool(th.stack([th.isfinite(t).all() for t in (cv_loss, *grads)]).all()):  # one wait for the device
+                return cv_loss, False
             self.cv_optimizer.step()
-        return cv_loss, healthy
+        return cv_loss, True
 
-    def _variance_objective(self, g_params: th.Tensor, params: th.Tensor, objective: str) -> th.Tensor:
-        """A single-sample estimate of the estimator's variance, up to a constant free of φ (docs/design.md §4)."""
-        if objective == "logits":  # mean_t ‖ĝ_t^ℓ‖² over each step's distribution parameters
-            return g_params.pow(2).sum(-1).mean()
-        # ‖Σ_t ĝ_t‖² over the policy parameters: ĝ_θ = (∂params/∂θ)ᵀ ĝ^ℓ, by double backprop.
-        theta = self.policy.actor_parameters()
-        g_theta = th.autograd.grad(params, theta, g_params / len(params), create_graph=True, allow_unused=True)
-        return sum(g.pow(2).sum() for g in g_theta if g is not None)
-
-    def _fit_critic_on_replay(self) -> tuple[th.Tensor, bool]:
+    def _fit_v_on_replay(self) -> tuple[th.Tensor, bool]:
         """``critic_steps`` minibatch steps of ``V`` on the replay, against ``critic_target``."""
-        psi = self.policy.critic_parameters()
-        recomputed = None
-        if self.critic_target in ("recomputed", "vtrace"):
-            weighted = self.critic_target == "vtrace"
-            recomputed = replay_targets(self.policy, self.replay, self.n_envs, self.gamma, self.gae_lambda, weighted)
+        targets = ValueTargets(self.critic_target, self.policy, self.replay, self.n_envs, self.gamma, self.gae_lambda)
         for _ in range(self.critic_steps):
-            index = self.replay.sample_indices(self.replay_batch_size, self.critic_half_life)
-            rows = self.replay.take(index)
-            targets = rows.returns if recomputed is None else recomputed[index]
-            if self.critic_target == "corrected":
-                targets = targets - action_effect(self.policy, rows)
-            value_loss = F.mse_loss(targets, self.policy.predict_values(rows.observations).flatten())
-            self.policy.optimizer.zero_grad()
-            (self.vf_coef * value_loss).backward(inputs=psi)
-            if not _clip_and_check(value_loss, psi, self.max_grad_norm):
+            rows, target = targets.sample(self.replay_batch_size, self.critic_half_life)
+            value_loss = F.mse_loss(target, self.policy.predict_values(rows.observations).flatten())
+            if not self._backward_clipped(self.vf_coef * value_loss, self.policy.critic_parameters()):
                 return value_loss, False
             self.policy.optimizer.step()  # only ψ has gradients: θ's entries are skipped
         return value_loss, True
 
-    def _replay_minibatch(self, step: int) -> CvBatch:
+    def _replay_minibatch(self) -> CvBatch:
         """A fresh replay minibatch for φ, at the current θ and ``V``."""
         rows = self.replay.take(self.replay.sample_indices(self.cv_replay_batch_size))
-        through_theta = self.objective.variance == "params"  # only the params objective differentiates θ
-        with th.set_grad_enabled(through_theta):
+        with th.set_grad_enabled(self.objective.variance == "params"):  # only that objective differentiates θ
             params, values, _, features = self.policy.distribution_params_values_features(rows.observations)
-        if not through_theta:
-            params = params.requires_grad_()
-        batch = CvBatch(
+        params.requires_grad_()  # ĝ^ℓ is a gradient for the parameters, connected to θ or not
+        return CvBatch(
             params,
             self.policy.estimator.kind.to_relaxation(rows.actions),
             self._normalised(rows.returns - values.detach()),  # what V leaves for ĉ to explain
             self.policy.cv_context(features, params, rows.horizon),
         )
-        if self.objective.variance is None:  # the regression reads ĉ only: no estimate, and no graph for one
-            return batch
-        return batch._replace(g_params=self.estimate(*batch[:4])[1])
-
-    def _log_update(
-        self,
-        rollout: RolloutBufferSamples,
-        batch: CvBatch,
-        surrogate: th.Tensor,
-        entropy_loss: th.Tensor,
-        value_loss: th.Tensor | None,
-        cv_loss: th.Tensor | None,
-    ) -> None:
-        """SB3's A2C keys, plus the control variate's loss (and temperature) and the gradient variance,
-        copied to the host together: the logs wait for the device once per update.
-
-        ``policy_grad_var`` is the trace of the covariance of the per-step estimates ``ĝ_t^ℓ`` across
-        the rollout: a cheap proxy for the policy gradient's variance, computed every update;
-        ``policy_grad_var_a2c`` is the same for A2C's estimate ``Â_t ∇ log π(a_t|s_t)`` on the same rollout.
-        """
-        params, actions, advantages, _, g_params = batch
-        values, returns = rollout.old_values, rollout.returns
-        g_a2c = advantages.detach().unsqueeze(-1) * self.policy.estimator.score(params.detach(), actions)
-        scalars = {
-            "entropy_loss": entropy_loss,
-            "policy_loss": -surrogate.mean(),
-            "policy_grad_var": g_params.detach().var(dim=0).sum(),
-            "policy_grad_var_a2c": g_a2c.var(dim=0).sum(),
-            "var_returns": returns.var(correction=0),  # for SB3's explained_variance, as numpy computes it
-            "var_residual": (returns - values).var(correction=0),
-        }
-        if value_loss is not None:  # None when the update was skipped before V trained on the replay
-            scalars["value_loss"] = value_loss
-        c_hat = self.policy.control_variate
-        if cv_loss is not None:  # φ was trained: not for A2C's estimator, nor in a skipped update
-            scalars["cv_loss"] = cv_loss
-            if c_hat.relaxation.has_temperature and c_hat.relaxed_input:
-                scalars["temperature"] = c_hat.temperature()
-        scalars.update(self.policy.estimator.kind.logged(params))  # a Gaussian's σ
-        host = th.stack([v.detach().float().reshape(()) for v in scalars.values()]).tolist()
-        logged = dict(zip(scalars, host, strict=True))
-        var_returns, var_residual = logged.pop("var_returns"), logged.pop("var_residual")
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/explained_variance", math.nan if var_returns == 0 else 1 - var_residual / var_returns)
-        for key, value in logged.items():
-            self.logger.record(f"train/{key}", value)
-        if cv_loss is not None:
-            self.logger.record("train/cv_learning_rate", self.cv_optimizer.param_groups[0]["lr"])
 
     def learn(
         self: SelfRelaxA2C,

@@ -1,9 +1,9 @@
-"""RelaxA2C's own options: their values, the checks between them, and ``cv_objective`` parsed once."""
+"""RelaxA2C's own options: their values and the checks between them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from torch import nn
 
@@ -17,18 +17,6 @@ CRITIC_TARGETS = ("returns", "recomputed", "vtrace", "corrected")
 #: Where φ trains when the critic has a replay: on each rollout, before θ steps (the rows and ĝ that θ's
 #: gradient came from), or on minibatches of the replay after V.
 CV_DATA = ("rollout", "replay")
-
-
-class CvObjective(NamedTuple):
-    """``cv_objective``, parsed once: a regression of ``ĉ`` on the advantage, a variance term, or both."""
-
-    regression: bool
-    variance: str | None
-    """``"logits"``, ``"params"`` or None."""
-
-    @classmethod
-    def parse(cls, name: str) -> CvObjective:
-        return cls(name.startswith("regression"), name.removeprefix("regression").removeprefix("+") or None)
 
 
 def check_options(

@@ -116,7 +116,9 @@ def sample_estimates(
         context = policy.cv_context(features, params, th.as_tensor(horizons, device=params.device))
         rows = params.detach().repeat_interleave(per_row, 0).requires_grad_()
         flat_actions = policy.estimator.kind.to_relaxation(actions.repeat_interleave(k, 0))
-        _, g = model.estimate(rows, flat_actions, advantages.flatten(), context.repeat_interleave(per_row, 0))
+        _, g = policy.estimator.estimate(
+            rows, flat_actions, advantages.flatten(), policy.control_variate, context.repeat_interleave(per_row, 0)
+        )
         estimates[own] = g.detach().view(n, m, k, -1)
         with th.no_grad():  # E_{a~π}[ĉ(s, ·)]: the control variate's state-only part
             state_part = policy.estimator.mean_control_variate(
@@ -168,7 +170,9 @@ def exact_estimates(
             context = policy.cv_context(features, params.detach(), horizon).repeat_interleave(m * k, 0)
             rows = params.detach().repeat_interleave(m * k, 0).requires_grad_()
             advantages = (returns - v_star).flatten()
-            _, g = model.estimate(rows, flat_actions.repeat_interleave(k, 0), advantages, context)
+            _, g = policy.estimator.estimate(
+                rows, flat_actions.repeat_interleave(k, 0), advantages, policy.control_variate, context
+            )
             estimates[f"{own}_exact_v"] = g.detach().view(n, m, k, -1)
     else:
         coefficient = coefficient - values.view(n, 1, 1)

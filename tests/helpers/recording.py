@@ -11,7 +11,8 @@ def record_theta_estimates(model: RelaxA2C) -> list[torch.Tensor]:
     """Records ĝ^ℓ as each update's θ gradient uses it: the first estimate of every ``train``. Later ones,
     on the replay, train φ and are not what θ steps with."""
     estimates: list[torch.Tensor] = []
-    estimate, train = model.estimate, model.train
+    estimator = model.policy.estimator
+    estimate, train = estimator.estimate, model.train
     state = {"first": False}
 
     def recording(*args, **kwargs):
@@ -25,5 +26,5 @@ def record_theta_estimates(model: RelaxA2C) -> list[torch.Tensor]:
         state["first"] = True
         train()
 
-    model.estimate, model.train = recording, recording_train
+    estimator.estimate, model.train = recording, recording_train
     return estimates
