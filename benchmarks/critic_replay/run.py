@@ -118,6 +118,25 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "critic_batch_size": 1024,
         "cv_batch_size": 256,
     },
+    # Issue 22's cheaper variants of the default (φ on each rollout, V on the replay), one change each: φ by
+    # regression alone (no variance term, so no double backward); V in 2 steps of 256 rows; or 2 of 512.
+    "relax_rollout_regression": {**REPLAY, "pg_estimator": "relax", "cv_objective": "regression", "cv_data": "rollout"},
+    "relax_rollout_two_v_steps": {**REPLAY, "pg_estimator": "relax", "cv_data": "rollout", "critic_steps": 2},
+    "relax_rollout_two_v_steps_512": {
+        **REPLAY,
+        "pg_estimator": "relax",
+        "cv_data": "rollout",
+        "critic_steps": 2,
+        "critic_batch_size": 512,
+    },
+    "relax_rollout_regression_two_v_steps": {
+        **REPLAY,
+        "pg_estimator": "relax",
+        "cv_objective": "regression",
+        "cv_data": "rollout",
+        "critic_steps": 2,
+    },
+    "a2c_replay_two_v_steps": {**REPLAY, "pg_estimator": "a2c", "critic_steps": 2},  # the control of the above
     # The ceilings, on envs with an exact reference only: A2C with V = V*, and the all-action form with the
     # exact q = w*·ind(a) + c* − V̂ (q̂'s fit switched off). See with_exact_critic().
     "a2c_exact_v": {"pg_estimator": "a2c", **REPLAY},
