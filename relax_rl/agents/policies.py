@@ -149,28 +149,36 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
             temperature_bounds=None if self.estimator.kind.continuous else self.cv_temperature_bounds,
             **{key: value for key, value in temperature.items() if value is not None},
         ).to(self.device)
+        self._list_parameter_groups()
         # SB3 built its optimiser before the modules above existed: rebuild it over θ and ψ only.
         self.optimizer = self.optimizer_class(
             self.actor_critic_parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
         )
 
-    def actor_critic_parameters(self) -> list[th.nn.Parameter]:
-        """``θ`` and ``ψ``: every parameter except the control variate's ``φ``."""
+    def _list_parameter_groups(self) -> None:
+        # Listed once, when the modules are built (moving or loading the policy keeps the same Parameter objects):
+        # an update reads these lists several times, and walking the modules costs more than its small steps.
         cv_ids = {id(p) for p in self.control_variate.parameters()}
-        return [p for p in self.parameters() if id(p) not in cv_ids]
-
-    def critic_parameters(self) -> list[th.nn.Parameter]:
-        """``ψ``: what the value loss trains (features shared with the actor included)."""
+        self._theta_psi = [p for p in self.parameters() if id(p) not in cv_ids]
         extractor = self.features_extractor if self.share_features_extractor else self.vf_features_extractor
-        modules = (extractor, self.mlp_extractor.value_net, self.value_net)
-        return [p for module in modules for p in module.parameters()]
-
-    def actor_parameters(self) -> list[th.nn.Parameter]:
-        """``θ``: what the policy gradient trains (features shared with the critic included)."""
+        critic = (extractor, self.mlp_extractor.value_net, self.value_net)
+        self._psi = [p for module in critic for p in module.parameters()]
         value_only = {id(p) for p in (*self.mlp_extractor.value_net.parameters(), *self.value_net.parameters())}
         if not self.share_features_extractor:
             value_only |= {id(p) for p in self.vf_features_extractor.parameters()}
-        return [p for p in self.actor_critic_parameters() if id(p) not in value_only]
+        self._theta = [p for p in self._theta_psi if id(p) not in value_only]
+
+    def actor_critic_parameters(self) -> list[th.nn.Parameter]:
+        """``θ`` and ``ψ``: every parameter except the control variate's ``φ``."""
+        return self._theta_psi
+
+    def critic_parameters(self) -> list[th.nn.Parameter]:
+        """``ψ``: what the value loss trains (features shared with the actor included)."""
+        return self._psi
+
+    def actor_parameters(self) -> list[th.nn.Parameter]:
+        """``θ``: what the policy gradient trains (features shared with the critic included)."""
+        return self._theta
 
     @property
     def _reads_params(self) -> bool:
