@@ -139,7 +139,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         super()._setup_model()
         self.cv_lr_schedule = FloatSchedule(self.cv_learning_rate)
         self.cv_optimizer = th.optim.Adam(
-            self.policy.control_variate.parameters(), lr=self.cv_lr_schedule(1), foreach=True
+            self.policy.control_variate.parameters(), lr=self.cv_lr_schedule(1), fused=True
         )
         self.replay = RolloutReplay(self.critic_replay) if self.critic_replay else None
         check_critic_target(
