@@ -28,9 +28,10 @@ from relax_rl.envs import TargetMatchingEnv
 
 HERE = Path(__file__).resolve().parent
 DESIGNS = {
-    "relax_replay": VARIANTS["relax_replay"],  # today's default
+    "relax_replay": VARIANTS["relax_replay"],  # the default until 2026-12-04
     "relax_no_replay": {**VARIANTS["relax_replay"], "critic_replay": 0},
-    "relax_phi_on_rollout": VARIANTS["relax_phi_on_rollout"],
+    "relax_phi_on_rollout": VARIANTS["relax_phi_on_rollout"],  # the default until 2026-12-06
+    "relax_rollout_regression_two_v_steps": VARIANTS["relax_rollout_regression_two_v_steps"],
     "all_action_replay": VARIANTS["all_action_replay"],
     "all_action_centred": VARIANTS["all_action_centred"],
     "all_action_per_sub_action": VARIANTS["all_action_per_sub_action"],
