@@ -130,7 +130,12 @@ def test_the_temperature_stays_in_its_bounds() -> None:
             "set normalize_advantage=False",
         ),
         (
-            {"pg_estimator": "a2c", "critic_target": "corrected", "policy_kwargs": {"cv_arch": "centred"}},
+            {
+                "pg_estimator": "a2c",
+                "critic_target": "corrected",
+                "cv_objective": "logits",
+                "policy_kwargs": {"cv_arch": "centred"},
+            },
             "by regression",
         ),
         ({"policy_kwargs": {"cv_arch": "conv"}}, "cv_arch"),

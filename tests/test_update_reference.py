@@ -23,8 +23,12 @@ from relax_rl import RelaxA2C
 REFERENCE = Path(__file__).resolve().parent / "data" / "update_reference.pt"
 N_UPDATES = 12
 CONFIGS: dict[str, tuple[str, dict]] = {
-    "default-cartpole": ("CartPole-v1", {}),  # φ on each rollout, V on the replay (the default since 2026-12-04)
-    "phi-on-replay-cartpole": ("CartPole-v1", {"cv_data": "replay"}),  # the default before
+    "default-cartpole": ("CartPole-v1", {}),  # φ by regression on each rollout, V in 2 replay steps (since 2026-12-06)
+    "previous-default-cartpole": ("CartPole-v1", {"cv_objective": "regression+logits", "critic_steps": 4}),
+    "phi-on-replay-cartpole": (  # the default before 2026-12-04
+        "CartPole-v1",
+        {"cv_data": "replay", "cv_objective": "regression+logits", "critic_steps": 4},
+    ),
     "no-replay": ("CartPole-v1", {"critic_replay": 0, "cv_objective": "logits"}),
     "control": ("CartPole-v1", {"pg_estimator": "a2c"}),
     "params-objective": ("CartPole-v1", {"critic_replay": 0, "cv_objective": "params", "cv_steps": 2}),
