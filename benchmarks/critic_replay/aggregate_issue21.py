@@ -36,14 +36,22 @@ def main() -> None:
         "tables are named after the first",
     )
     parser.add_argument("--control", default="a2c_replay")
-    parser.add_argument("--metric", choices=["updates", "episodes"], default="updates")
+    parser.add_argument(
+        "--control-lr", type=float, help="compare every row with the control at this lr (default: at the row's own)"
+    )
+    parser.add_argument(
+        "--metric",
+        choices=["updates", "episodes", "timesteps", "wall_s"],
+        default="updates",
+        help="wall_s: seconds to the solve, comparable only between runs made side by side in one invocation",
+    )
     args = parser.parse_args()
     runs = [json.loads(line) for path in args.results for line in path.read_text().splitlines()]
     cells: dict[tuple[str, float], list[dict]] = defaultdict(list)
     for r in runs:
         if r["env"] == args.env:
             cells[(r["variant"], r["lr"])].append(r)
-    name = args.env.replace("/", "_")
+    name = args.env.replace("/", "_") + ("" if args.metric in ("updates", "episodes") else f"_{args.metric}")
     metric = args.metric
     lines = [f"# {args.env}: {metric} to the threshold", ""]
     lines += [
@@ -56,15 +64,16 @@ def main() -> None:
         updates = [r[metric] for r in rs]
         point, low, high = median_ci(updates)
         medians[(variant, lr)] = updates
-        control = cells.get((args.control, lr))
+        control = cells.get((args.control, lr if args.control_lr is None else args.control_lr))
         versus = "–"
-        if control and variant != args.control:
+        if control and (variant, lr) != (args.control, args.control_lr or lr):
             ratio, r_low, r_high = ratio_ci(updates, [r[metric] for r in control])
             versus = f"{ratio:.2f} [{r_low:.2f}, {r_high:.2f}]"
         solved = f"{sum(r['solved'] for r in rs)}/{len(rs)}"
-        per_seed = " / ".join(str(u) for u in updates)
+        digits = 1 if metric == "wall_s" else 0
+        per_seed = " / ".join(f"{u:.{digits}f}" for u in updates)
         sps = np.median([r["sps"] for r in rs])
-        median = f"{point:.0f} [{low:.0f}, {high:.0f}]"
+        median = f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
         lines.append(f"| `{variant}` | {lr:g} | {solved} | {median} | {per_seed} | {versus} | {sps:.0f} |")
     fit_lines = []
     for (variant, lr), rs in sorted(cells.items()):
