@@ -11,7 +11,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.envs import IdentityEnv, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete
+from stable_baselines3.common.envs import FakeImageEnv, IdentityEnv, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecNormalize
 
@@ -324,3 +324,14 @@ def test_training_an_mlp_policy_on_several_cpu_threads_warns(recwarn):
         recwarn.clear()
         model.learn(4)
     assert not [w for w in recwarn if "torch threads" in str(w.message)]
+
+
+def test_a_replay_that_runs_a_cnn_warns(recwarn):
+    frames = make_vec_env(lambda: FakeImageEnv(screen_height=36, screen_width=36, n_channels=1), n_envs=2, seed=0)
+    with pytest.warns(UserWarning, match="critic replay runs the CNN on 2 x 256 replayed frames"):
+        RelaxA2C("CnnPolicy", frames, n_steps=2, device="cpu").learn(4)
+    vectors = make_vec_env(lambda: IdentityEnv(4), n_envs=2, seed=0)
+    for policy, env, replay in (("CnnPolicy", frames, 0), ("MlpPolicy", vectors, 32)):
+        recwarn.clear()
+        RelaxA2C(policy, env, n_steps=2, critic_replay=replay, device="cpu").learn(4)
+        assert not [w for w in recwarn if "CNN" in str(w.message)]

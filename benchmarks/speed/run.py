@@ -219,7 +219,8 @@ def part_pong(seconds: float, n_envs: int = 16) -> dict[str, Any]:
 
 
 def part_pong_curve(seconds: float, n_envs: int = 16) -> dict[str, Any]:
-    """RelaxA2C (configs/relax_a2c.yml's Pong settings: the defaults) on the ale backend for ``seconds``."""
+    """RelaxA2C with configs/relax_a2c.yml's Pong settings (the defaults, without the critic replay) on the ale
+    backend for ``seconds``."""
     import torch
 
     from relax_rl.agents import RelaxA2C
@@ -227,7 +228,7 @@ def part_pong_curve(seconds: float, n_envs: int = 16) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     env = make_vec_env("ALE/Pong-v5", n_envs, seed=0)
-    model = RelaxA2C("CnnPolicy", env, seed=0, device="cpu")
+    model = RelaxA2C("CnnPolicy", env, seed=0, device="cpu", critic_replay=0)
     points: list[dict[str, float]] = []
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -288,8 +289,8 @@ def _machine() -> dict[str, Any]:
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "note": "shared with another long CPU benchmark while measuring: absolute numbers are noisy, "
-        "ratios within one invocation are what count",
+        "load_average_at_start": os.getloadavg(),  # 1, 5 and 15 minutes: whether other jobs shared the cores
+        "note": "absolute numbers vary on shared machines: ratios within one invocation are what count",
     }
 
 

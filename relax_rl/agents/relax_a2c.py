@@ -24,7 +24,7 @@ from relax_rl.agents.policies import (
 )
 from relax_rl.agents.relax_options import check_critic_target, check_options, check_owned_policy_kwargs
 from relax_rl.agents.replay import ReplayRows, RolloutEnd, RolloutReplay
-from relax_rl.agents.speed_hints import warn_if_one_env, warn_if_threads_are_slow
+from relax_rl.agents.speed_hints import warn_if_one_env, warn_if_replay_runs_a_cnn, warn_if_threads_are_slow
 from relax_rl.agents.tensor_rollout import TensorRolloutMixin
 from relax_rl.agents.update_log import log_update
 
@@ -291,4 +291,5 @@ class RelaxA2C(TensorRolloutMixin, A2C):
     ) -> SelfRelaxA2C:
         warn_if_threads_are_slow(self)
         warn_if_one_env(self)
+        warn_if_replay_runs_a_cnn(self)
         return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
