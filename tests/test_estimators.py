@@ -222,6 +222,47 @@ def test_gaussian_estimators_are_unbiased() -> None:
         assert_unbiased(torch.cat(grads, dim=-1), exact, name)
 
 
+@pytest.mark.parametrize("estimator", ["relax", "lax"])
+def test_without_the_phi_path_the_estimate_and_its_theta_gradient_are_the_same(estimator: str) -> None:
+    """``phi_path=False`` evaluates c_φ at fewer rows; only the estimate's φ-gradient may differ (it is dropped)."""
+    torch.manual_seed(0)
+    if estimator == "relax":
+        rel = CategoricalRelaxation()
+        theta = torch.randn(64, 5).requires_grad_()
+        sample = rel.sample(theta)
+        cv = random_mlp_cv(rel, 5)
+        f_b = sample.b.float().sin()
+
+        def estimate(phi_path: bool) -> torch.Tensor:
+            return relax(f_b, sample.log_prob, sample.z, sample.z_tilde, cv, phi_path=phi_path)
+
+        thetas = [theta]
+    else:
+        g = GaussianReparam()
+        mu, log_std = torch.randn(64, 2).requires_grad_(), torch.randn(64, 2).requires_grad_()
+        executed = g.sample(mu, log_std.exp()).detach()
+        a = g.rebuild(mu, log_std.exp(), g.recover_eps(executed, mu, log_std.exp()))
+        cv = random_mlp_cv(g, 2)
+
+        def estimate(phi_path: bool) -> torch.Tensor:
+            return lax(f_gauss(executed), g.log_prob(mu, log_std.exp(), executed), a, cv, phi_path=phi_path)
+
+        thetas = [mu, log_std]
+    full, lean = estimate(True), estimate(False)
+    torch.testing.assert_close(lean, full, rtol=0, atol=1e-6)
+    for with_phi, without_phi in zip(
+        torch.autograd.grad(full.sum(), thetas, retain_graph=True),
+        torch.autograd.grad(lean.sum(), thetas, retain_graph=True),
+        strict=True,
+    ):
+        torch.testing.assert_close(without_phi, with_phi, rtol=1e-5, atol=1e-6)
+    phi = list(cv.net.parameters())
+    # the coefficient's φ-path is what a variance objective differentiates: the lean estimate lacks it
+    assert not torch.allclose(
+        torch.autograd.grad(full.sum(), phi, retain_graph=True)[0], torch.autograd.grad(lean.sum(), phi)[0]
+    )
+
+
 def test_lax_at_a_fresh_sample_would_be_caught() -> None:
     """Evaluating c at a fresh action instead of the executed one (the original bug) is biased."""
     torch.manual_seed(0)

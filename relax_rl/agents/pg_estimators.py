@@ -57,9 +57,17 @@ class ActionEstimator(ABC):
 
     @abstractmethod
     def surrogate(
-        self, params: Tensor, actions: Tensor, f: Tensor, control_variate: ControlVariate, context: Tensor
+        self,
+        params: Tensor,
+        actions: Tensor,
+        f: Tensor,
+        control_variate: ControlVariate,
+        context: Tensor,
+        *,
+        phi_path: bool = True,
     ) -> Tensor:
-        """Per-step surrogate whose gradient w.r.t. row ``t`` of ``params`` is ``ĝ_t``, differentiable in ``φ``."""
+        """Per-step surrogate whose gradient w.r.t. row ``t`` of ``params`` is ``ĝ_t``, differentiable in ``φ`` unless
+        ``phi_path`` is False (then the control variate may be evaluated at fewer rows)."""
 
     def estimate(
         self,
@@ -71,8 +79,9 @@ class ActionEstimator(ABC):
         create_graph: bool = True,
     ) -> tuple[Tensor, Tensor]:
         """The per-step surrogate and ``ĝ_t^ℓ``, its gradient for step t's row of ``params``: differentiable in φ
-        unless ``create_graph`` is False (no φ objective reads it, so the double-backward graph is not built)."""
-        surrogate = self.surrogate(params, actions, f, control_variate, context)
+        unless ``create_graph`` is False (no φ objective reads it, so neither the double-backward graph nor the
+        surrogate's φ-path is built)."""
+        surrogate = self.surrogate(params, actions, f, control_variate, context, phi_path=create_graph)
         return surrogate, grad(surrogate.sum(), params, create_graph=create_graph)[0]
 
     @abstractmethod
@@ -108,12 +117,19 @@ class RelaxEstimator(ActionEstimator):
     relaxation: Relaxation
 
     def surrogate(
-        self, params: Tensor, actions: Tensor, f: Tensor, control_variate: ControlVariate, context: Tensor
+        self,
+        params: Tensor,
+        actions: Tensor,
+        f: Tensor,
+        control_variate: ControlVariate,
+        context: Tensor,
+        *,
+        phi_path: bool = True,
     ) -> Tensor:
         # z ~ p(z | a_t) and z̃ ~ p(z | a_t), both reparameterised in θ through the logits.
         sample = self.relaxation.sample_given(params, actions)
         # ĝ_t = [f_t − ĉ(s_t, z̃_t)] ∇θ log π(a_t|s_t) + ∇θ ĉ(s_t, z_t) − ∇θ ĉ(s_t, z̃_t)
-        return relax(f, sample.log_prob, sample.z, sample.z_tilde, control_variate, context)
+        return relax(f, sample.log_prob, sample.z, sample.z_tilde, control_variate, context, phi_path=phi_path)
 
     def act(self, params: Tensor, deterministic: bool = False) -> Tensor:
         return self.relaxation.mode(params) if deterministic else self.relaxation.draw(params)
@@ -144,7 +160,14 @@ class AllActionEstimator(RelaxEstimator):
     """
 
     def surrogate(
-        self, params: Tensor, actions: Tensor, f: Tensor, control_variate: ControlVariate, context: Tensor
+        self,
+        params: Tensor,
+        actions: Tensor,
+        f: Tensor,
+        control_variate: ControlVariate,
+        context: Tensor,
+        *,
+        phi_path: bool = True,
     ) -> Tensor:
         indicator, mean = self.relaxation.indicator(params, actions), self.relaxation.mean_indicator(params)
         return all_action(f, self.log_prob(params, actions), indicator, mean, control_variate, context)
@@ -166,7 +189,14 @@ class LaxEstimator(ActionEstimator):
     relaxation: GaussianReparam
 
     def surrogate(
-        self, params: Tensor, actions: Tensor, f: Tensor, control_variate: ControlVariate, context: Tensor
+        self,
+        params: Tensor,
+        actions: Tensor,
+        f: Tensor,
+        control_variate: ControlVariate,
+        context: Tensor,
+        *,
+        phi_path: bool = True,
     ) -> Tensor:
         mean, log_std = split_mean_log_std(params)
         std = log_std.exp()
@@ -174,7 +204,7 @@ class LaxEstimator(ActionEstimator):
         # a fresh sample would bias ĝ. ``actions`` are the sampled ones, before clipping for the env.
         a = self.relaxation.rebuild(mean, std, self.relaxation.recover_eps(actions, mean, std))
         # ĝ_t = [f_t − ĉ(s_t, a_t)] ∇θ log π(a_t|s_t) + ∇θ ĉ(s_t, μ_θ + σ_θ ε_t)
-        return lax(f, self.log_prob(params, actions), a, control_variate, context)
+        return lax(f, self.log_prob(params, actions), a, control_variate, context, phi_path=phi_path)
 
     def act(self, params: Tensor, deterministic: bool = False) -> Tensor:
         mean, log_std = split_mean_log_std(params)
@@ -216,7 +246,14 @@ class ScoreFunctionEstimator(ActionEstimator):
         self.inner = inner
 
     def surrogate(
-        self, params: Tensor, actions: Tensor, f: Tensor, control_variate: ControlVariate, context: Tensor
+        self,
+        params: Tensor,
+        actions: Tensor,
+        f: Tensor,
+        control_variate: ControlVariate,
+        context: Tensor,
+        *,
+        phi_path: bool = True,
     ) -> Tensor:
         return reinforce(f, self.log_prob(params, actions))
 

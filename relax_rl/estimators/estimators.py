@@ -44,13 +44,22 @@ def relax(
     z_tilde: Tensor,
     control_variate: ControlVariate,
     context: Tensor | None = None,
+    *,
+    phi_path: bool = True,
 ) -> Tensor:
     """RELAX: ``[f(b) − c_φ(z̃)] ∇θ log p(b) + ∇θ c_φ(z) − ∇θ c_φ(z̃)``.
 
     The coefficient evaluates ``c_φ`` at a detached ``z̃``: that cuts the
     ``θ``-path but keeps the ``φ``-path, so the estimate is differentiable in ``φ``.
     Unbiased for any ``c_φ`` of ``z`` (and a context independent of ``b``).
+
+    ``phi_path=False`` is for callers that never differentiate the estimate in ``φ``: the coefficient
+    then reuses ``c_φ(z̃)``'s value, detached, so ``c_φ`` runs on 2 batches of rows instead of 3, and the
+    estimate and its ``θ``-gradient are the same.
     """
+    if not phi_path:
+        c_z, c_z_tilde = evaluate_rows(control_variate, [z, z_tilde], context)
+        return (f_b.detach() - c_z_tilde.detach()) * log_prob + c_z - c_z_tilde
     c_z_tilde_cut, c_z, c_z_tilde = evaluate_rows(control_variate, [z_tilde.detach(), z, z_tilde], context)
     return (f_b.detach() - c_z_tilde_cut) * log_prob + c_z - c_z_tilde
 
@@ -124,13 +133,18 @@ def lax(
     b: Tensor,
     control_variate: ControlVariate,
     context: Tensor | None = None,
+    *,
+    phi_path: bool = True,
 ) -> Tensor:
     """LAX for a continuous ``b`` reparameterised in ``θ``: ``[f(b) − c_φ(b)] ∇θ log p(b) + ∇θ c_φ(b)``.
 
-    ``b`` must be the sample whose ``f`` was observed, rebuilt as ``μ_θ + σ_θ ε``.
+    ``b`` must be the sample whose ``f`` was observed, rebuilt as ``μ_θ + σ_θ ε``. ``phi_path=False``, for
+    callers that never differentiate the estimate in ``φ``: ``c_φ`` runs once, its value detached in the
+    coefficient; the same estimate and ``θ``-gradient.
     """
-    coef = f_b.detach() - control_variate(b.detach(), context)
-    return coef * log_prob + control_variate(b, context)
+    c_b = control_variate(b, context)
+    cut = c_b.detach() if not phi_path else control_variate(b.detach(), context)
+    return (f_b.detach() - cut) * log_prob + c_b
 
 
 def variance_loss(surrogate: Tensor, params: Sequence[Tensor]) -> tuple[list[Tensor], Tensor]:
