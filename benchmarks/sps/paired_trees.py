@@ -5,8 +5,9 @@ so that a machine whose speed drifts moves both sides of a pair alike.
     git worktree add /tmp/before <commit>
     .venv/bin/python benchmarks/sps/paired_trees.py --before /tmp/before --after . --pairs 10
 
-Each run trains RelaxA2C on ``--env`` (8 envs, SB3's 8 x 5 setting, one torch thread) for a short warm-up, then
-times ``--steps`` timesteps in-process (imports and set-up excluded).
+Each run trains RelaxA2C on ``--env`` (8 envs by default, SB3's 8 x 5 setting, one torch thread; ``--backend
+torch`` for the on-device envs at any ``--n-envs``) for a short warm-up, then times ``--steps`` timesteps
+in-process (imports and set-up excluded).
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ from stable_baselines3.common.env_util import make_vec_env
 import relax_rl.envs
 from relax_rl import RelaxA2C
 torch.set_num_threads(1)
-model = RelaxA2C("MlpPolicy", make_vec_env({env!r}, 8, seed=0), seed=0, device="cpu", **{kwargs!r})
+if {backend!r} == "torch":
+    env = relax_rl.envs.make_vec_env({env!r}, {n_envs}, seed=0, backend="torch", device="cpu")
+else:
+    env = make_vec_env({env!r}, {n_envs}, seed=0)
+model = RelaxA2C("MlpPolicy", env, seed=0, device="cpu", **{kwargs!r})
 model.learn(400)
 start = time.perf_counter()
 model.learn({steps}, reset_num_timesteps=False)
@@ -37,8 +42,8 @@ print({steps} / (time.perf_counter() - start))
 """
 
 
-def sps(tree: Path, env: str, steps: int, kwargs: dict) -> float:
-    code = RUN.format(tree=str(tree.resolve()), env=env, steps=steps, kwargs=kwargs)
+def sps(tree: Path, env: str, steps: int, kwargs: dict, n_envs: int = 8, backend: str = "gymnasium") -> float:
+    code = RUN.format(tree=str(tree.resolve()), env=env, steps=steps, kwargs=kwargs, n_envs=n_envs, backend=backend)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return float(out.strip().splitlines()[-1])
 
@@ -54,6 +59,8 @@ def main() -> None:
     parser.add_argument("--before", type=Path, required=True)
     parser.add_argument("--after", type=Path, default=Path("."))
     parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--n-envs", type=int, default=8)
+    parser.add_argument("--backend", choices=["gymnasium", "torch"], default="gymnasium")
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument(
@@ -63,8 +70,8 @@ def main() -> None:
     args = parser.parse_args()
     pairs = []
     for i in range(args.pairs):
-        after = sps(args.after, args.env, args.steps, args.hyperparams)
-        before = sps(args.before, args.env, args.steps, args.hyperparams)
+        after = sps(args.after, args.env, args.steps, args.hyperparams, args.n_envs, args.backend)
+        before = sps(args.before, args.env, args.steps, args.hyperparams, args.n_envs, args.backend)
         pairs.append((after, before))
         print(f"pair {i}: after {after:.0f} SPS, before {before:.0f} SPS, ratio {after / before:.3f}", flush=True)
     ratios = np.array([a / b for a, b in pairs])
@@ -81,6 +88,8 @@ def main() -> None:
             "after_commit": commit_of(args.after),
             "commit": commit_of(args.after),  # the code measured, against before_commit
             "env": args.env,
+            "n_envs": args.n_envs,
+            "backend": args.backend,
             "hyperparams": args.hyperparams,
             "pairs": [{"after_sps": a, "before_sps": b} for a, b in pairs],
             "median_ratio": float(np.median(ratios)),
