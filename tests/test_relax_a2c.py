@@ -328,7 +328,7 @@ def test_training_an_mlp_policy_on_several_cpu_threads_warns(recwarn):
 
 def test_a_replay_that_runs_a_cnn_warns(recwarn):
     frames = make_vec_env(lambda: FakeImageEnv(screen_height=36, screen_width=36, n_channels=1), n_envs=2, seed=0)
-    with pytest.warns(UserWarning, match="critic replay runs the CNN on 2 x 256 replayed frames"):
+    with pytest.warns(UserWarning, match="critic replay runs the CNN on 4 x 256 replayed frames"):
         RelaxA2C("CnnPolicy", frames, n_steps=2, device="cpu").learn(4)
     vectors = make_vec_env(lambda: IdentityEnv(4), n_envs=2, seed=0)
     for policy, env, replay in (("CnnPolicy", frames, 0), ("MlpPolicy", vectors, 32)):

@@ -23,7 +23,8 @@ from relax_rl import RelaxA2C
 REFERENCE = Path(__file__).resolve().parent / "data" / "update_reference.pt"
 N_UPDATES = 12
 CONFIGS: dict[str, tuple[str, dict]] = {
-    "default-cartpole": ("CartPole-v1", {}),  # φ by regression on each rollout, V in 2 replay steps (since 2026-12-06)
+    "default-cartpole": ("CartPole-v1", {}),  # φ by regression on each rollout, V in 4 replay steps (since 2026-12-06)
+    "two-v-steps-cartpole": ("CartPole-v1", {"critic_steps": 2}),  # faster on CartPole, worse on LunarLander
     "previous-default-cartpole": ("CartPole-v1", {"cv_objective": "regression+logits", "critic_steps": 4}),
     "phi-on-replay-cartpole": (  # the default before 2026-12-04
         "CartPole-v1",

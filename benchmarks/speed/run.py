@@ -206,7 +206,7 @@ def part_pong(seconds: float, n_envs: int = 16) -> dict[str, Any]:
         run_one({**base, "task": "sps", "algo": "a2c", "backend": "ale"}),
         run_one({**base, "task": "sps", "algo": "relax_a2c", "backend": "sb3_dummy_atari"}),
         run_one({**base, "task": "sps", "algo": "relax_a2c", "backend": "ale"}),
-        # V and ĉ on the rollout, as A2C trains V: the replay's V steps run the CNN on 2 x 256 replayed frames
+        # V and ĉ on the rollout, as A2C trains V: the replay's V steps run the CNN on 256 replayed frames each
         run_one({**base, "task": "sps", "algo": "relax_a2c", "backend": "ale", "kwargs": {"critic_replay": 0}}),
         run_one({**base, "task": "env_only", "backend": "sb3_dummy_atari"}),
         run_one({**base, "task": "env_only", "backend": "ale"}),

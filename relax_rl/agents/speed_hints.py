@@ -46,7 +46,8 @@ def warn_if_one_env(model: BaseAlgorithm) -> None:
 def warn_if_replay_runs_a_cnn(model: BaseAlgorithm) -> None:
     """Warn, once, when ``V`` trains on a replay through a CNN: each of its ``critic_steps`` runs the CNN forward
     and backward on ``critic_batch_size`` replayed frames, several times A2C's whole update (on Pong, 16 envs,
-    one CPU thread: 0.25x SB3 A2C's SPS, against 1.1x with ``critic_replay=0``; benchmarks/speed)."""
+    one CPU thread, with 2 such steps: 0.26x SB3 A2C's SPS, against 1.14x with ``critic_replay=0``;
+    benchmarks/speed)."""
     if getattr(model, "critic_replay", 0) > 0 and isinstance(model.policy.features_extractor, NatureCNN):
         warnings.warn(
             f"{type(model).__name__}'s critic replay runs the CNN on {model.critic_steps} x "
