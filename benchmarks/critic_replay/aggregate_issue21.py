@@ -64,9 +64,10 @@ def main() -> None:
         updates = [r[metric] for r in rs]
         point, low, high = median_ci(updates)
         medians[(variant, lr)] = updates
-        control = cells.get((args.control, lr if args.control_lr is None else args.control_lr))
+        control_lr = lr if args.control_lr is None else args.control_lr
+        control = cells.get((args.control, control_lr))
         versus = "–"
-        if control and (variant, lr) != (args.control, args.control_lr or lr):
+        if control and (variant, lr) != (args.control, control_lr):
             ratio, r_low, r_high = ratio_ci(updates, [r[metric] for r in control])
             versus = f"{ratio:.2f} [{r_low:.2f}, {r_high:.2f}]"
         solved = f"{sum(r['solved'] for r in rs)}/{len(rs)}"

@@ -143,7 +143,7 @@ def lax(
     coefficient; the same estimate and ``θ``-gradient.
     """
     c_b = control_variate(b, context)
-    cut = c_b.detach() if not phi_path else control_variate(b.detach(), context)
+    cut = control_variate(b.detach(), context) if phi_path else c_b.detach()
     return (f_b.detach() - cut) * log_prob + c_b
 
 
