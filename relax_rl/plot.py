@@ -64,16 +64,23 @@ def bootstrap_interval(
     """
     runs = np.asarray(runs, dtype=float)
     point = np.asarray(statistic(runs))
-    with warnings.catch_warnings():
-        # rliable seeds arch's bootstrap with a RandomState, which arch 7 deprecates; there is no other way.
-        warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)
-        _, intervals = rly.get_interval_estimates(
-            {"runs": runs},
-            lambda scores: np.atleast_1d(statistic(scores)),  # rliable's bootstrap wants a vector
-            reps=reps,
-            confidence_interval_size=confidence,
-            random_state=np.random.RandomState(seed),
-        )
+    # rliable's StratifiedBootstrap draws its resamples from NumPy's global generator, whatever random_state
+    # it is given: seed that for the call, and leave the caller's stream as it was.
+    caller_state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            # rliable seeds arch's bootstrap with a RandomState, which arch 7 deprecates; there is no other way.
+            warnings.filterwarnings("ignore", "random_state is deprecated", FutureWarning)
+            _, intervals = rly.get_interval_estimates(
+                {"runs": runs},
+                lambda scores: np.atleast_1d(statistic(scores)),  # rliable's bootstrap wants a vector
+                reps=reps,
+                confidence_interval_size=confidence,
+                random_state=np.random.RandomState(seed),
+            )
+    finally:
+        np.random.set_state(caller_state)
     low, high = intervals["runs"]
     return point, low.reshape(point.shape), high.reshape(point.shape)
 

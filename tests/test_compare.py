@@ -109,6 +109,16 @@ def test_bootstrap_interval():
     np.testing.assert_allclose(high, [3.0, 10.0])
 
 
+def test_bootstrap_interval_is_reproducible_and_leaves_numpys_stream_alone():
+    runs = np.array([26.3, 35.3, 29.4, 36.2, 33.9, 56.1, 40.5, 46.0, 31.0, 24.8]).reshape(-1, 1)
+    np.random.seed(1)
+    expected_draw = np.random.rand()
+    np.random.seed(1)
+    intervals = [plot.bootstrap_interval(runs, lambda r: float(np.median(r)))[1:] for _ in range(3)]
+    assert np.random.rand() == expected_draw
+    assert intervals[0] == intervals[1] == intervals[2]
+
+
 def test_plot_needs_a_finished_episode(tmp_path):
     empty = plot.Curve(returns=np.array([]), steps=np.array([]))
     with pytest.raises(ValueError, match="no run has a finished episode"):
