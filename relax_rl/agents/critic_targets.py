@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch as th
 
-from relax_rl.agents.replay import ReplayRows, RolloutReplay
+from relax_rl.agents.replay import Observations, ReplayRows, RolloutReplay
 
 if TYPE_CHECKING:  # for annotations only: the policy module does not import this one
     from relax_rl.agents.policies import RelaxActorCriticPolicy
@@ -106,11 +106,12 @@ class ValueTargets:
             weighted = critic_target == "vtrace"
             self.recomputed = replay_targets(policy, replay, n_envs, gamma, gae_lambda, weighted)
 
-    def sample(self, batch_size: int, half_life: float | None) -> tuple[ReplayRows, th.Tensor]:
-        """A replay minibatch of ``batch_size`` rows (age-weighted with ``half_life``) and its targets."""
+    def sample(self, batch_size: int, half_life: float | None) -> tuple[Observations, th.Tensor]:
+        """The observations of a replay minibatch of ``batch_size`` rows (age-weighted with ``half_life``), and
+        their targets. Only what ``V``'s step reads is gathered: at many envs the other fields cost time."""
         index = self.replay.sample_indices(batch_size, half_life)
-        rows = self.replay.take(index)
-        targets = rows.returns if self.recomputed is None else self.recomputed[index]
         if self.critic_target == "corrected":
-            targets = targets - action_effect(self.policy, rows)
-        return rows, targets
+            rows = self.replay.take(index)
+            return rows.observations, rows.returns - action_effect(self.policy, rows)
+        targets = self.replay.rows.returns if self.recomputed is None else self.recomputed
+        return self.replay.observations_at(index), targets[index]

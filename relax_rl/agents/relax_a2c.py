@@ -261,8 +261,8 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         """``critic_steps`` minibatch steps of ``V`` on the replay, against ``critic_target``."""
         targets = ValueTargets(self.critic_target, self.policy, self.replay, self.n_envs, self.gamma, self.gae_lambda)
         for _ in range(self.critic_steps):
-            rows, target = targets.sample(self.replay_batch_size, self.critic_half_life)
-            value_loss = F.mse_loss(target, self.policy.predict_values(rows.observations).flatten())
+            observations, target = targets.sample(self.replay_batch_size, self.critic_half_life)
+            value_loss = F.mse_loss(target, self.policy.predict_values(observations).flatten())
             if not self._backward_clipped(self.vf_coef * value_loss, self.policy.critic_parameters()):
                 return value_loss, False
             self.policy.optimizer.step()  # only ψ has gradients: θ's entries are skipped

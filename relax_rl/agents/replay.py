@@ -124,4 +124,9 @@ class RolloutReplay:
         return th.multinomial(th.exp2(-self._ages / half_life), batch_size)
 
     def take(self, indices: th.Tensor) -> ReplayRows:
+        """Rows ``indices``, every field."""
         return ReplayRows(*(_index(x, indices) for x in self.rows))
+
+    def observations_at(self, indices: th.Tensor) -> Observations:
+        """The observations of rows ``indices``."""
+        return _index(self.rows.observations, indices)
