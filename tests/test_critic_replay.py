@@ -139,6 +139,8 @@ def test_the_temperature_stays_in_its_bounds() -> None:
             "by regression",
         ),
         ({"policy_kwargs": {"cv_arch": "conv"}}, "cv_arch"),
+        ({"baseline": "q"}, "baseline must be one of"),
+        ({"pg_estimator": "a2c", "baseline": "control_variate"}, "use pg_estimator 'relax' or 'all_action'"),
     ],
 )
 def test_bad_options_are_named(kwargs: dict, match: str) -> None:
@@ -151,13 +153,17 @@ def test_all_action_needs_a_discrete_space() -> None:
         RelaxA2C("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=1, seed=0), pg_estimator="all_action", device="cpu")
 
 
-@pytest.mark.parametrize("pg_estimator", ["relax", "all_action", "a2c"])
-def test_every_estimator_learns_multibinary_and_round_trips(tmp_path, pg_estimator: str) -> None:
+@pytest.mark.parametrize(
+    ("pg_estimator", "baseline"),
+    [("relax", "value"), ("all_action", "value"), ("a2c", "value"), ("all_action", "control_variate")],
+)
+def test_every_estimator_learns_multibinary_and_round_trips(tmp_path, pg_estimator: str, baseline: str) -> None:
     env = make_vec_env(lambda: IdentityEnvMultiBinary(4), n_envs=4, seed=0)
     model = RelaxA2C(
         "MlpPolicy",
         env,
         pg_estimator=pg_estimator,
+        baseline=baseline,
         critic_replay=2,
         cv_horizon_input=True,
         policy_kwargs={"cv_reads_policy": True},
@@ -167,7 +173,8 @@ def test_every_estimator_learns_multibinary_and_round_trips(tmp_path, pg_estimat
     model.learn(400)
     model.save(tmp_path / "model")
     loaded = RelaxA2C.load(tmp_path / "model", env=env, device="cpu")
-    assert (loaded.pg_estimator, loaded.critic_replay, loaded.cv_horizon_input) == (pg_estimator, 2, True)
+    assert (loaded.pg_estimator, loaded.baseline, loaded.critic_replay) == (pg_estimator, baseline, 2)
+    assert loaded.cv_horizon_input
     assert loaded.policy.cv_horizon == model.n_steps and loaded.policy.cv_reads_policy
     obs = np.stack([IdentityEnvMultiBinary(4).reset(seed=s)[0] for s in range(5)])
     assert np.array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
@@ -197,3 +204,47 @@ def test_the_replay_keeps_copies_of_a_tensor_rollout() -> None:
     assert not torch.equal(observations[0], observations[1]) and not torch.equal(observations[1], observations[2])
     buffer = model.rollout_buffer.observations
     assert all(o.untyped_storage().data_ptr() != buffer.untyped_storage().data_ptr() for o in observations)
+
+
+@pytest.mark.parametrize("baseline", ["value", "control_variate"])
+@pytest.mark.parametrize("cv_data", ["rollout", "replay"])
+def test_the_estimator_and_phi_read_the_return_where_the_control_variate_is_the_whole_baseline(
+    baseline: str, cv_data: str
+) -> None:
+    """``baseline="value"``: θ's estimate reads A2C's advantage R̂ − V(s), and ĉ is fitted to what V leaves; with
+    ``"control_variate"`` both read the return R̂ itself, so V (which still trains) is not in the baseline."""
+    model = cartpole(critic_replay=2, cv_data=cv_data, baseline=baseline, cv_objective="regression")
+    estimator, replay = model.policy.estimator, model.replay
+    read: dict[str, list[torch.Tensor]] = {"estimate": [], "phi": [], "replay_rows": []}
+    estimate, fit_phi, take = estimator.estimate, model._fit_phi, replay.take
+
+    def recording_estimate(params, actions, f, *args, **kwargs):
+        read["estimate"].append(f.clone())
+        return estimate(params, actions, f, *args, **kwargs)
+
+    def recording_fit_phi(batch_at):
+        def recorded_batch_at(step):
+            batch = batch_at(step)
+            read["phi"].append(batch.advantages.clone())
+            return batch
+
+        return fit_phi(recorded_batch_at)
+
+    def recording_take(indices):
+        read["replay_rows"].append(indices)
+        return take(indices)
+
+    estimator.estimate, model._fit_phi, replay.take = recording_estimate, recording_fit_phi, recording_take
+    model.learn(3 * 4 * model.n_steps)
+    rollout, _ = whole_rollout(model.rollout_buffer)
+    expected = rollout.returns if baseline == "control_variate" else rollout.advantages
+    torch.testing.assert_close(read["estimate"][-1], expected)
+    if cv_data == "rollout":
+        torch.testing.assert_close(read["phi"][-1], expected)
+        return
+    # φ's last replay minibatch, with V as it was then (nothing trains after φ on the replay's schedule)
+    rows = replay.rows
+    with torch.no_grad():
+        values = model.policy.predict_values(rows.observations).flatten()
+    f = rows.returns if baseline == "control_variate" else rows.returns - values
+    torch.testing.assert_close(read["phi"][-1], f[read["replay_rows"][-1]])

@@ -28,7 +28,7 @@ from relax_rl.diagnose import (
     parameter_space_statistics,
     sample_estimates,
 )
-from relax_rl.envs import make_vec_env
+from relax_rl.envs import exact_reference, make_vec_env
 from relax_rl.run import torch_threads
 from tests.helpers import fault_envs  # noqa: F401  (registers the misbehaving envs)
 
@@ -453,3 +453,33 @@ def test_longer_episodes_get_the_exact_action_effects_but_no_exact_state_value()
     result = diagnose(_trained_looking(model), env, n_states=8, n_actions=3, n_continuations=2, max_age=4)
     assert "exact_q" in result.estimators and "a2c_exact_v" not in result.estimators
     assert result.estimators["exact_q"].action.value < result.estimators["a2c"].action.value
+
+
+@pytest.mark.parametrize("baseline", ["value", "control_variate"])
+def test_the_models_estimator_reads_the_return_where_the_control_variate_is_the_whole_baseline(baseline: str) -> None:
+    """With ĉ = r exactly (centred: slopes w*, offset V*), the all-action estimate is ``∇θ E_π[r]``, the exact
+    action value's, only if it reads the return, as training does with ``baseline="control_variate"``; with
+    ``"value"`` it reads R̂ − V̂ and is off by −V̂ ∇log π. Without a V in the baseline there is no ``_exact_v``."""
+    env_id = "relax_rl/TargetMatching-D8-v0"
+    model = RelaxA2C(
+        "MlpPolicy",
+        make_vec_env(env_id, 2, 0),
+        n_steps=1,
+        seed=0,
+        device="cpu",
+        pg_estimator="all_action",
+        baseline=baseline,
+        policy_kwargs={"cv_arch": "centred"},
+    )
+    reference = exact_reference(gym.make(env_id))
+
+    def exact_r(context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        obs, probs = context[:, :8], torch.sigmoid(context[:, -8:])
+        return reference.coefficients(obs)[0], reference.state_values(obs, probs)
+
+    model.policy.control_variate.slopes_and_offset = exact_r
+    torch.manual_seed(0)
+    samples = sample_estimates(model, gym.make(env_id), n_states=6, n_actions=3, n_continuations=2, max_age=1)
+    matches = torch.allclose(samples.estimates["all_action"], samples.estimates["exact_q"], atol=1e-5)
+    assert matches == (baseline == "control_variate")
+    assert ("all_action_exact_v" in samples.estimates) == (baseline == "value")

@@ -122,3 +122,29 @@ def test_the_critic_fit_leaves_trainings_random_draws_alone() -> None:
 
     with_fit, without = trained(CriticFitCallback(interval=20)), trained(None)
     assert all(torch.equal(a, b) for a, b in zip(with_fit, without, strict=True))
+
+
+@pytest.mark.parametrize("baseline", ["value", "control_variate"])
+def test_the_state_part_is_the_control_variates_alone_where_it_is_the_whole_baseline(baseline: str) -> None:
+    """A centred ĉ whose offset is V*: the baseline's state part is exact where ĉ is the whole baseline, whatever
+    V̂ says; with ``baseline="value"`` it is V̂ + V*, off by V̂."""
+    env = make_vec_env(lambda: TargetMatchingEnv(n_actions=6), n_envs=2, seed=0)
+    model = RelaxA2C(
+        "MlpPolicy",
+        env,
+        pg_estimator="all_action",
+        baseline=baseline,
+        seed=0,
+        device="cpu",
+        policy_kwargs={"cv_arch": "centred"},
+    )
+    reference, obs = exact_reference(env), torch.randn(32, 8)
+    with torch.no_grad():
+        model.policy.value_net.bias.fill_(1.0)  # V̂ far from V*
+    model.policy.control_variate.slopes_and_offset = lambda context: (
+        torch.zeros(32, 6),
+        reference.state_values(context[:, :8], torch.sigmoid(context[:, -6:])),
+    )
+    fit = critic_fit(model, reference, obs, torch.ones(32))
+    assert fit["v_rmse"] > 0.1
+    assert (fit["state_part_rmse"] < 1e-6) == (baseline == "control_variate")

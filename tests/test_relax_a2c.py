@@ -204,6 +204,7 @@ BANDIT_DESIGNS = {
         "policy_kwargs": {"cv_arch": "centred"},
     },
     "all_action-per_sub_action-corrected": CORRECTED,
+    "relax-the-control-variate-is-the-whole-baseline": {"baseline": "control_variate"},
 }
 
 
@@ -275,6 +276,15 @@ BITS_DESIGNS = {
     },
     "all_action-per_sub_action-corrected": CORRECTED,
     "a2c-corrected": {**CORRECTED, "pg_estimator": "a2c"},
+    "all_action-per_sub_action-the-control-variate-is-the-whole-baseline": {
+        "pg_estimator": "all_action",
+        "baseline": "control_variate",
+        "critic_replay": 4,
+        "cv_data": "replay",
+        "cv_objective": "regression",
+        "cv_steps": 2,
+        "policy_kwargs": {"cv_arch": "per_sub_action"},
+    },
 }
 
 

@@ -34,6 +34,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from relax_rl import RelaxA2C
 from relax_rl.diagnose import critic_fit
 from relax_rl.envs import AffineReward, exact_reference, get_spec, make_vec_env
+from relax_rl.estimators import reinforce
 from relax_rl.provenance import provenance
 
 HERE = Path(__file__).resolve().parent
@@ -42,6 +43,14 @@ HERE = Path(__file__).resolve().parent
 #: φ (where a variant trains one) on replay minibatches after V: RelaxA2C's default until 2026-12-04, pinned so
 #: that the variants keep meaning what they measured; the default is now ``relax_phi_on_rollout``'s.
 REPLAY = {"critic_replay": 32, "critic_steps": 4, "critic_batch_size": 256, "cv_data": "replay"}
+Q_CRITIC = {
+    "pg_estimator": "all_action",
+    "baseline": "control_variate",
+    "cv_objective": "regression",
+    "cv_horizon_input": True,
+    "policy_kwargs": {"cv_arch": "per_sub_action"},
+    **REPLAY,
+}
 VARIANTS: dict[str, dict[str, Any]] = {
     "a2c": {},
     "a2c_replay": {"pg_estimator": "a2c", **REPLAY},
@@ -137,6 +146,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "critic_steps": 2,
     },
     "a2c_replay_two_v_steps": {**REPLAY, "pg_estimator": "a2c", "critic_steps": 2},  # the control of the above
+    # Issue 21's "V = E_π[q̂]" (one-step tasks): ĉ is the whole baseline (baseline="control_variate"), the
+    # per-sub-action q̂ regressed on the return itself on the replay. On one-step episodes that target, r(x, a),
+    # does not change with π, so old rows are not stale, and the centred offset tracks E_π[r|x] at the current π.
+    "all_action_cv_baseline": {**Q_CRITIC, "cv_steps": 16},
+    "all_action_cv_baseline_4": {**Q_CRITIC, "cv_steps": 4},
+    # Their honest control: the same q̂, trained the same way, but only as a state value: A2C's estimator with
+    # the baseline E_π[q̂(s, ·)] (see with_a2c_estimator()).
+    "a2c_cv_state_baseline": {**Q_CRITIC, "cv_steps": 16},
+    "a2c_cv_state_baseline_4": {**Q_CRITIC, "cv_steps": 4},
     # The ceilings, on envs with an exact reference only: A2C with V = V*, and the all-action form with the
     # exact q = w*·ind(a) + c* − V̂ (q̂'s fit switched off). See with_exact_critic().
     "a2c_exact_v": {"pg_estimator": "a2c", **REPLAY},
@@ -237,6 +255,27 @@ def with_exact_critic(model: RelaxA2C, reference: AffineReward, kind: str) -> No
     model._fit_phi = lambda batch_at: (torch.zeros(()), True)
 
 
+def with_a2c_estimator(model: RelaxA2C) -> None:
+    """The all-action estimator replaced by A2C's with the baseline ``E_π[q̂(s, ·)]``, detached: ``q̂`` still
+    trains as before (on the return, ``baseline="control_variate"``), but only its state part reaches θ's
+    gradient. A benchmark's control, not an option of the library."""
+    estimator = model.policy.estimator
+
+    def a2c_surrogate(params, actions, f, control_variate, context, *, phi_path=True):
+        baseline = estimator.mean_control_variate(params, control_variate, context)
+        return reinforce(f, estimator.log_prob(params, actions), baseline)
+
+    estimator.surrogate = a2c_surrogate
+
+
+def relax_model(variant: str, env: Any, **kwargs: Any) -> RelaxA2C:
+    """The RelaxA2C of ``variant``: its keywords, and A2C's estimator for the controls that need it."""
+    model = RelaxA2C("MlpPolicy", env, **VARIANTS[variant], **kwargs)
+    if variant.startswith("a2c_cv_state_baseline"):
+        with_a2c_estimator(model)
+    return model
+
+
 def study_meta(script: str, args: argparse.Namespace) -> dict[str, str]:
     """What a results file of this study carries besides its results: the command, date, machine and commit."""
     flags = (
@@ -266,11 +305,7 @@ def run_one(
     if normalize:  # as the zoo's configs do for MuJoCo; the episode returns read are the raw ones
         env = VecNormalize(env)
     kwargs = {"learning_rate": lr, "seed": seed, "device": "cpu"}
-    model = (
-        A2C("MlpPolicy", env, **kwargs)
-        if variant == "a2c"
-        else RelaxA2C("MlpPolicy", env, **VARIANTS[variant], **kwargs)
-    )
+    model = A2C("MlpPolicy", env, **kwargs) if variant == "a2c" else relax_model(variant, env, **kwargs)
     stopper = StopWhenSolved(threshold, progress, f"{variant} lr={lr:g} s{seed}")
     callbacks: list[BaseCallback] = [stopper]
     reference = None if normalize else exact_reference(env)

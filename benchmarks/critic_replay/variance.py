@@ -19,9 +19,8 @@ from pathlib import Path
 
 import gymnasium as gym
 import torch
-from run import VARIANTS, study_meta
+from run import relax_model, study_meta
 
-from relax_rl import RelaxA2C
 from relax_rl.diagnose import diagnose
 from relax_rl.envs import make_vec_env
 
@@ -43,7 +42,7 @@ def main() -> None:
     for env_id in args.envs:
         for variant in args.variants:
             env = make_vec_env(env_id, 8, args.seed, backend="gymnasium")
-            model = RelaxA2C("MlpPolicy", env, learning_rate=args.lr, seed=args.seed, device="cpu", **VARIANTS[variant])
+            model = relax_model(variant, env, learning_rate=args.lr, seed=args.seed, device="cpu")
             model.learn(args.steps)
             result = diagnose(model, gym.make(env_id), n_states=args.states, seed=args.seed)
             ratios = {name: {part: e.to_dict() for part, e in parts.items()} for name, parts in result.ratios.items()}

@@ -62,6 +62,11 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         ``"recomputed"`` (λ-returns with the current ``V``), ``"vtrace"`` (also weighted for the current π) or
         ``"corrected"`` (the stored return less ``ĉ``'s action effect, for an affine ``ĉ``)
     :param critic_half_life: draw a rollout ``k`` updates old with weight ``2^(−k / half_life)`` (None: uniformly)
+    :param baseline: ``"value"``: ``c = V + ĉ``, the estimator reads A2C's advantage ``R̂ − V(s)`` and ``ĉ`` is
+        fitted to it; ``"control_variate"``: ``c = ĉ``, the estimator reads the return ``R̂`` itself and ``ĉ``,
+        fitted to it, carries the whole baseline (its state part ``E_π[ĉ]``); ``V`` then only bootstraps
+        ``R̂``. On one-step tasks ``ĉ``'s target ``r(s, a)`` does not change with π, so a replayed ``ĉ`` does
+        not lag the policy as a replayed ``V`` does (docs/design.md §9)
 
     The defaults are the unbiased design of ``benchmarks/critic_replay/`` fastest in wall-clock time to
     solve CartPole (SB3's 8 x 5 setting) without detectably more episodes than the others, and no worse on
@@ -94,6 +99,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         cv_batch_size: int | None = None,
         critic_target: str = "returns",
         critic_half_life: float | None = None,
+        baseline: str = "value",
         _init_setup_model: bool = True,
         **kwargs: Any,
     ):
@@ -102,6 +108,8 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             cv_data=cv_data,
             critic_target=critic_target,
             critic_half_life=critic_half_life,
+            baseline=baseline,
+            pg_estimator=pg_estimator,
             counts={"cv_steps": (cv_steps, 1), "critic_replay": (critic_replay, 0), "critic_steps": (critic_steps, 1)},
             batch_sizes={"critic_batch_size": critic_batch_size, "cv_batch_size": cv_batch_size},
         )
@@ -119,6 +127,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         self.cv_batch_size = cv_batch_size
         self.critic_target = critic_target
         self.critic_half_life = critic_half_life
+        self.baseline = baseline
         super().__init__(policy, env, *args, _init_setup_model=False, **kwargs)
         if _init_setup_model:
             self._setup_model()
@@ -191,7 +200,8 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             rollout.observations, with_values=self.v_on_rollout
         )
         actions = estimator.kind.to_relaxation(rollout.actions)  # a Box's sampled, unclipped actions
-        advantages = self._normalised(rollout.advantages)  # Â_t = R̂_t − V(s_t): the V part of c = V + ĉ
+        # f_t: Â_t = R̂_t − V(s_t), the V part of c = V + ĉ; or R̂_t itself where ĉ is the whole baseline
+        advantages = self._normalised(rollout.returns if self.baseline == "control_variate" else rollout.advantages)
         context = policy.cv_context(features, params, horizon)  # ĉ's input besides a_t, fixed before a_t was drawn
 
         # ĝ_t = [Â_t − ĉ(s_t, z̃_t)] ∇θ log π(a_t|s_t) + ∇θ ĉ(s_t, z_t) − ∇θ ĉ(s_t, z̃_t), or the all-action
@@ -228,9 +238,9 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         self._n_updates += 1
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/skipped_updates", self.skipped_updates)
-        losses = {"entropy_loss": entropy_loss, "policy_loss": -surrogate.mean(), "value_loss": value_loss}
-        losses["cv_loss"] = cv_loss
-        log_update(self.logger, policy, rollout, batch, losses, self.cv_optimizer.param_groups[0]["lr"])
+        losses = dict(entropy_loss=entropy_loss, policy_loss=-surrogate.mean(), value_loss=value_loss, cv_loss=cv_loss)
+        a2c_advantages = self._normalised(rollout.advantages)  # A2C's own f_t, whose ĝ variance is logged beside
+        log_update(self.logger, policy, rollout, batch, a2c_advantages, losses, self.cv_optimizer.param_groups[0]["lr"])
 
     def _normalised(self, advantages: th.Tensor) -> th.Tensor:
         normalised = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -277,7 +287,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         return CvBatch(
             params,
             self.policy.estimator.kind.to_relaxation(rows.actions),
-            self._normalised(rows.returns - values.detach()),  # what V leaves for ĉ to explain
+            self._normalised(rows.returns - (values.detach() if self.baseline == "value" else 0)),  # ĉ's target
             self.policy.cv_context(features, params, rows.horizon),
         )
 

@@ -17,6 +17,9 @@ CRITIC_TARGETS = ("returns", "recomputed", "vtrace", "corrected")
 #: Where φ trains when the critic has a replay: on each rollout, before θ steps (the rows and ĝ that θ's
 #: gradient came from), or on minibatches of the replay after V.
 CV_DATA = ("rollout", "replay")
+#: Where the baseline ``c`` gets its state part: ``V`` (``c = V + ĉ``, A2C's advantage), or ``ĉ`` itself, regressed
+#: on the return (``c = ĉ``, its state part ``E_π[ĉ]``; ``V`` only bootstraps the return).
+BASELINES = ("value", "control_variate")
 
 
 def check_options(
@@ -25,6 +28,8 @@ def check_options(
     cv_data: str,
     critic_target: str,
     critic_half_life: float | None,
+    baseline: str,
+    pg_estimator: str,
     counts: Mapping[str, tuple[Any, int]],
     batch_sizes: Mapping[str, int | None],
 ) -> None:
@@ -33,9 +38,15 @@ def check_options(
         ("cv_objective", cv_objective, CV_OBJECTIVES),
         ("cv_data", cv_data, CV_DATA),
         ("critic_target", critic_target, CRITIC_TARGETS),
+        ("baseline", baseline, BASELINES),
     ):
         if value not in choices:
             raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    if baseline == "control_variate" and pg_estimator == "a2c":
+        raise ValueError(
+            "baseline 'control_variate' takes the state value out of the advantage and leaves the baseline to ĉ, "
+            "which pg_estimator 'a2c' does not read: use pg_estimator 'relax' or 'all_action', or baseline 'value'"
+        )
     if critic_half_life is not None and not critic_half_life > 0:
         raise ValueError(f"critic_half_life must be a positive number of rollouts (or None), got {critic_half_life}")
     for name, (value, low) in counts.items():

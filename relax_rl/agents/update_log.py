@@ -21,6 +21,7 @@ def log_update(
     policy: RelaxActorCriticPolicy,
     rollout: RolloutBufferSamples,
     batch: CvBatch,
+    a2c_advantages: th.Tensor,
     losses: dict[str, th.Tensor | None],
     cv_learning_rate: float,
 ) -> None:
@@ -29,11 +30,11 @@ def log_update(
 
     ``policy_grad_var`` is the trace of the covariance of the per-step estimates ``ĝ_t^ℓ`` across the rollout:
     a cheap proxy for the policy gradient's variance; ``policy_grad_var_a2c`` is the same for A2C's estimate
-    ``Â_t ∇ log π(a_t|s_t)`` on the same rollout.
-    """
+    ``Â_t ∇ log π(a_t|s_t)`` on the same rollout, with ``a2c_advantages`` (``batch``'s are the estimator's ``f_t``,
+    which are not A2C's where ``ĉ`` is the whole baseline)."""
     estimator, c_hat = policy.estimator, policy.control_variate
-    params, actions, advantages, _, g_params = batch
-    g_a2c = advantages.detach().unsqueeze(-1) * estimator.score(params.detach(), actions)
+    params, actions, _, _, g_params = batch
+    g_a2c = a2c_advantages.detach().unsqueeze(-1) * estimator.score(params.detach(), actions)
     scalars = {name: loss for name, loss in losses.items() if loss is not None}
     scalars |= {
         "policy_grad_var": g_params.detach().var(dim=0).sum(),

@@ -35,6 +35,11 @@ def own_estimator(model: BaseAlgorithm) -> str | None:
     return model.pg_estimator if getattr(estimator, "uses_control_variate", False) else None
 
 
+def cv_is_the_whole_baseline(model: BaseAlgorithm) -> bool:
+    """Whether the model's baseline is ``ĉ`` alone (``baseline="control_variate"``), not ``V + ĉ``."""
+    return getattr(model, "baseline", "value") == "control_variate"
+
+
 @dataclass(frozen=True)
 class RowSamples:
     """Single-row estimates ``ĝ^params`` (the gradient for the row's distribution parameters) at ``N``
@@ -116,15 +121,16 @@ def sample_estimates(
         context = policy.cv_context(features, params, th.as_tensor(horizons, device=params.device))
         rows = params.detach().repeat_interleave(per_row, 0).requires_grad_()
         flat_actions = policy.estimator.kind.to_relaxation(actions.repeat_interleave(k, 0))
+        f = returns if cv_is_the_whole_baseline(model) else advantages  # what training's estimator reads
         _, g = policy.estimator.estimate(
-            rows, flat_actions, advantages.flatten(), policy.control_variate, context.repeat_interleave(per_row, 0)
+            rows, flat_actions, f.flatten(), policy.control_variate, context.repeat_interleave(per_row, 0)
         )
         estimates[own] = g.detach().view(n, m, k, -1)
         with th.no_grad():  # E_{a~π}[ĉ(s, ·)]: the control variate's state-only part
             state_part = policy.estimator.mean_control_variate(
                 params, policy.control_variate, context, n_samples=CV_MEAN_SAMPLES
             )
-        estimates[f"{own}_state"] = (advantages - state_part.view(n, 1, 1)).unsqueeze(-1) * score
+        estimates[f"{own}_state"] = (f - state_part.view(n, 1, 1)).unsqueeze(-1) * score
     reference = exact_reference(env)
     if reference is not None:
         horizon = th.as_tensor(horizons, device=params.device)
@@ -164,7 +170,7 @@ def exact_estimates(
         estimates["a2c_exact_v"] = (returns - v_star).unsqueeze(-1) * score
         coefficient = coefficient - v_star
         own = own_estimator(model)
-        if own is not None:
+        if own is not None and not cv_is_the_whole_baseline(model):  # without a V, there is none to make exact
             policy = model.policy
             _, _, features = params_values_features(policy, obs, with_values=False)
             context = policy.cv_context(features, params.detach(), horizon).repeat_interleave(m * k, 0)

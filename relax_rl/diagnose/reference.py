@@ -15,6 +15,7 @@ from torch import Tensor
 from relax_rl.agents.buffers import whole_rollout
 from relax_rl.agents.pg_estimators import estimator_for
 from relax_rl.agents.policies import params_values_features
+from relax_rl.diagnose.estimates import cv_is_the_whole_baseline
 from relax_rl.diagnose.report import random_state_kept
 from relax_rl.envs.reference import AffineReward, exact_reference
 
@@ -62,7 +63,8 @@ def critic_fit(model: BaseAlgorithm, reference: AffineReward, obs: Tensor, horiz
         fit["v_rmse"], fit["v_mean_error"] = error.pow(2).mean().sqrt().item(), error.mean().item()
         if context is not None:
             with random_state_kept(model):
-                state_part = values + estimator.mean_control_variate(params, policy.control_variate, context)
+                state_part = estimator.mean_control_variate(params, policy.control_variate, context)
+            state_part = state_part if cv_is_the_whole_baseline(model) else values + state_part
             fit["state_part_rmse"] = (state_part - reference.state_values(obs, probs)).pow(2).mean().sqrt().item()
     slopes_of = getattr(policy.control_variate, "slopes_and_offset", None)
     if context is not None and slopes_of is not None:

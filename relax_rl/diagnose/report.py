@@ -35,10 +35,9 @@ def ratio_pairs(own: str | None, names: Sequence[str] = ()) -> list[tuple[str, s
             ("mc_v", "a2c_exact_v", "the Monte Carlo V against the exact one (1 if it is right)"),
         ]
         if own is not None:
-            pairs += [
-                (own, "a2c_exact_v", "the model's estimator against A2C with the exact V"),
-                (f"{own}_exact_v", own, "what the exact V leaves of the model's estimator"),
-            ]
+            pairs.append((own, "a2c_exact_v", "the model's estimator against A2C with the exact V"))
+        if f"{own}_exact_v" in names:  # not where ĉ is the whole baseline: then there is no V to make exact
+            pairs.append((f"{own}_exact_v", own, "what the exact V leaves of the model's estimator"))
     if "exact_q" in names:
         pairs.append(("exact_q", "a2c", "what the exact action value leaves of A2C's"))
     return pairs
