@@ -151,6 +151,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # does not change with π, so old rows are not stale, and the centred offset tracks E_π[r|x] at the current π.
     "all_action_cv_baseline": {**Q_CRITIC, "cv_steps": 16},
     "all_action_cv_baseline_4": {**Q_CRITIC, "cv_steps": 4},
+    # RelaxA2C's defaults with ĉ as the whole baseline, for episodes longer than one step, where R̂ holds the
+    # later rewards (which do depend on π) and ĉ must learn the return-to-go that V would.
+    "relax_cv_baseline": {"baseline": "control_variate"},
     # Their honest control: the same q̂, trained the same way, but only as a state value: A2C's estimator with
     # the baseline E_π[q̂(s, ·)] (see with_a2c_estimator()).
     "a2c_cv_state_baseline": {**Q_CRITIC, "cv_steps": 16},
