@@ -45,11 +45,14 @@ def main() -> None:
         default="updates",
         help="wall_s: seconds to the solve, comparable only between runs made side by side in one invocation",
     )
+    parser.add_argument(
+        "--threshold", type=float, help="only the runs made to this threshold (results files may hold several)"
+    )
     args = parser.parse_args()
     runs = [json.loads(line) for path in args.results for line in path.read_text().splitlines()]
     cells: dict[tuple[str, float], list[dict]] = defaultdict(list)
     for r in runs:
-        if r["env"] == args.env:
+        if r["env"] == args.env and args.threshold in (None, r.get("threshold")):
             cells[(r["variant"], r["lr"])].append(r)
     name = args.env.replace("/", "_") + ("" if args.metric in ("updates", "episodes") else f"_{args.metric}")
     metric = args.metric
