@@ -31,10 +31,12 @@ DESIGNS = {
     "relax_replay": VARIANTS["relax_replay"],  # the default until 2026-12-04
     "relax_no_replay": {**VARIANTS["relax_replay"], "critic_replay": 0},
     "relax_phi_on_rollout": VARIANTS["relax_phi_on_rollout"],  # the default until 2026-12-06
+    "relax_rollout_regression": VARIANTS["relax_rollout_regression"],  # RelaxA2C's default since 2026-12-06
     "relax_rollout_regression_two_v_steps": VARIANTS["relax_rollout_regression_two_v_steps"],
     "all_action_replay": VARIANTS["all_action_replay"],
     "all_action_centred": VARIANTS["all_action_centred"],
     "all_action_per_sub_action": VARIANTS["all_action_per_sub_action"],
+    "all_action_cv_baseline_4": VARIANTS["all_action_cv_baseline_4"],  # ĉ the whole baseline (2026-12-06)
 }
 
 
@@ -55,10 +57,9 @@ def paired_gradients(model: RelaxA2C, n_rollouts: int) -> tuple[torch.Tensor, to
         actions = model.policy.estimator.kind.to_relaxation(rollout.actions)
         params, _, _, features = policy.distribution_params_values_features(rollout.observations, with_values=False)
         advantages = model._normalised(rollout.advantages)
+        f = model._normalised(rollout.returns) if model.baseline == "control_variate" else advantages  # as trained
         context = policy.cv_context(features, params, horizon)
-        _, g_params = policy.estimator.estimate(
-            params, actions, advantages, policy.control_variate, context, create_graph=False
-        )
+        _, g_params = policy.estimator.estimate(params, actions, f, policy.control_variate, context, create_graph=False)
         design = flat_grad(-(g_params.detach() * params).sum() / len(params), theta)
         log_prob = policy.estimator.log_prob(params, actions)
         a2c = flat_grad(-(advantages.detach() * log_prob).mean(), theta)
