@@ -154,6 +154,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # RelaxA2C's defaults with ĉ as the whole baseline, for episodes longer than one step, where R̂ holds the
     # later rewards (which do depend on π) and ĉ must learn the return-to-go that V would.
     "relax_cv_baseline": {"baseline": "control_variate"},
+    # ... with ĉ trained as much as V is: on the replay, 4 steps of 256 rows per update
+    "relax_cv_baseline_replay": {"baseline": "control_variate", "cv_data": "replay", "cv_steps": 4},
     # Their honest control: the same q̂, trained the same way, but only as a state value: A2C's estimator with
     # the baseline E_π[q̂(s, ·)] (see with_a2c_estimator()).
     "a2c_cv_state_baseline": {**Q_CRITIC, "cv_steps": 16},
