@@ -66,7 +66,8 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         fitted to it; ``"control_variate"``: ``c = ĉ``, the estimator reads the return ``R̂`` itself and ``ĉ``,
         fitted to it, carries the whole baseline (its state part ``E_π[ĉ]``); ``V`` then only bootstraps
         ``R̂``. On one-step tasks ``ĉ``'s target ``r(s, a)`` does not change with π, so a replayed ``ĉ`` does
-        not lag the policy as a replayed ``V`` does (docs/design.md §9)
+        not lag the policy as a replayed ``V`` does; on longer ones ``ĉ`` must learn the return-to-go, and
+        needs ``V``'s training to do it (``cv_data="replay"``, several ``cv_steps``; docs/design.md §4b, §9)
 
     The defaults are the unbiased design of ``benchmarks/critic_replay/`` fastest in wall-clock time to
     solve CartPole (SB3's 8 x 5 setting) without detectably more episodes than the others, and no worse on
