@@ -43,7 +43,7 @@ def critic_fit(model: BaseAlgorithm, reference: AffineReward, obs: Tensor, horiz
 
     - ``v_rmse``, ``v_mean_error``: ``V̂ − V*`` (one-step episodes only);
     - ``state_part_rmse``: ``V̂ + E_π[ĉ] − V*``, the baseline the control variate's estimator subtracts on
-      average (one-step episodes, with a control variate);
+      average (one-step episodes, with a control variate; ``E_π[ĉ] − V*`` where ĉ is the whole baseline);
     - ``slope_r2``, ``slope_r2_weighted``: R² of an affine control variate's slopes against ``w*``, plainly and
       weighted by each entry's variance under the policy, ``p(1 − p)``: the entries still being decided.
 
