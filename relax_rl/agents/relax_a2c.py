@@ -201,8 +201,9 @@ class RelaxA2C(TensorRolloutMixin, A2C):
             rollout.observations, with_values=self.v_on_rollout
         )
         actions = estimator.kind.to_relaxation(rollout.actions)  # a Box's sampled, unclipped actions
-        # f_t: Â_t = R̂_t − V(s_t), the V part of c = V + ĉ; or R̂_t itself where ĉ is the whole baseline
-        advantages = self._normalised(rollout.returns if self.baseline == "control_variate" else rollout.advantages)
+        # f_t: A2C's Â_t = R̂_t − V(s_t), the V part of c = V + ĉ; or R̂_t itself where ĉ is the whole baseline
+        a2c_advantages = self._normalised(rollout.advantages)  # also logged: the variance of A2C's ĝ beside ours
+        advantages = self._normalised(rollout.returns) if self.baseline == "control_variate" else a2c_advantages
         context = policy.cv_context(features, params, horizon)  # ĉ's input besides a_t, fixed before a_t was drawn
 
         # ĝ_t = [Â_t − ĉ(s_t, z̃_t)] ∇θ log π(a_t|s_t) + ∇θ ĉ(s_t, z_t) − ∇θ ĉ(s_t, z̃_t), or the all-action
@@ -240,12 +241,11 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/skipped_updates", self.skipped_updates)
         losses = dict(entropy_loss=entropy_loss, policy_loss=-surrogate.mean(), value_loss=value_loss, cv_loss=cv_loss)
-        a2c_advantages = self._normalised(rollout.advantages)  # A2C's own f_t, whose ĝ variance is logged beside
         log_update(self.logger, policy, rollout, batch, a2c_advantages, losses, self.cv_optimizer.param_groups[0]["lr"])
 
     def _normalised(self, advantages: th.Tensor) -> th.Tensor:
-        normalised = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        return normalised if self.normalize_advantage else advantages
+        # computed only when asked for: A2C's default leaves advantages as they are
+        return (advantages - advantages.mean()) / (advantages.std() + 1e-8) if self.normalize_advantage else advantages
 
     def _backward_clipped(self, loss: th.Tensor, parameters: list[th.nn.Parameter], retain_graph: bool = False) -> bool:
         """``parameters``' gradients of ``loss``, their total norm clipped; False if the loss or a gradient is not
