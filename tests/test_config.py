@@ -8,6 +8,7 @@ import yaml
 from stable_baselines3 import A2C
 
 from relax_rl import RelaxA2C
+from relax_rl.agents.relax_options import OTHER_DESIGN
 from relax_rl.config import (
     CONFIG_DIR,
     RUN_KEYS,
@@ -161,7 +162,9 @@ def test_bundled_configs_cover_the_benchmarks_and_match_where_it_matters():
         if theirs["policy"] == "CnnPolicy":
             defaults["critic_replay"] = 0
         assert relax_only == defaults, env_id
-        assert {"pg_estimator", "cv_objective", "cv_data", "critic_replay", "critic_steps"} <= set(relax_only)
+        assert {"cv_objective", "critic_replay", "critic_steps"} <= set(relax_only)
+        # the design options are RelaxA2C's to pick by action space: pinned here, they would override its choice
+        assert not set(relax_only) & set(OTHER_DESIGN), env_id
 
 
 def test_a2c_config_is_sb3_defaults():

@@ -253,7 +253,8 @@ def test_diagnose_on_a_one_step_task_has_no_residual_noise_left_to_chance() -> N
     """Target matching: one step, deterministic reward given (x, a). The residual must vanish for every
     estimator but RELAX, the only one with relaxation noise."""
     env_id = "relax_rl/TargetMatching-D8-v0"
-    model = _trained_looking(RelaxA2C("MlpPolicy", make_vec_env(env_id, 2, 0), n_steps=1, seed=0, device="cpu"))
+    env = make_vec_env(env_id, 2, 0)
+    model = _trained_looking(RelaxA2C("MlpPolicy", env, n_steps=1, seed=0, device="cpu", pg_estimator="relax"))
     result = diagnose(model, gym.make(env_id), n_states=6, n_actions=4, n_continuations=2, max_age=1)
     assert set(result.estimators) == {"reinforce", "a2c", "mc_v", "relax", "relax_state", *EXACT_ONE_STEP}
     for name in ("reinforce", "a2c", "mc_v", "relax_state", "a2c_exact_v"):
@@ -282,7 +283,13 @@ def test_diagnose_on_box_actions_evaluates_the_control_variate_at_the_executed_a
 def test_the_all_action_estimator_and_its_state_part_are_reported() -> None:
     env_id = "relax_rl/TargetMatching-D8-v0"
     model = RelaxA2C(
-        "MlpPolicy", make_vec_env(env_id, 2, 0), n_steps=1, seed=0, device="cpu", pg_estimator="all_action"
+        "MlpPolicy",
+        make_vec_env(env_id, 2, 0),
+        n_steps=1,
+        seed=0,
+        device="cpu",
+        pg_estimator="all_action",
+        baseline="value",
     )
     result = diagnose(_trained_looking(model), gym.make(env_id), n_states=4, n_actions=3, n_continuations=2, max_age=1)
     assert set(result.estimators) == {

@@ -80,7 +80,13 @@ def test_critic_fit_is_exact_for_a_critic_that_knows_the_reward(monkeypatch) -> 
     """With V̂ = V* and ĉ's slopes = w*, the fit reads no error and R² 1."""
     env = make_vec_env(lambda: TargetMatchingEnv(n_actions=6), n_envs=2, seed=0)
     model = RelaxA2C(
-        "MlpPolicy", env, pg_estimator="all_action", seed=0, device="cpu", policy_kwargs={"cv_arch": "centred"}
+        "MlpPolicy",
+        env,
+        pg_estimator="all_action",
+        baseline="value",
+        seed=0,
+        device="cpu",
+        policy_kwargs={"cv_arch": "centred"},
     )
     reference, policy = exact_reference(env), model.policy
     obs = torch.randn(32, 8)

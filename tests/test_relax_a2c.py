@@ -169,6 +169,8 @@ class Bandit(gym.Env):
 
 CORRECTED = {
     "pg_estimator": "all_action",
+    "baseline": "value",
+    "cv_data": "rollout",
     "critic_replay": 4,
     "critic_target": "corrected",
     "cv_objective": "regression",
@@ -265,13 +267,16 @@ class BitsBandit(Bandit):
 
 
 BITS_DESIGNS = {
+    "default": {},  # bits' own: the all-action form, the per-bit q̂ as the whole baseline, fitted on the replay
     "relax-mlp": {"policy_kwargs": {"cv_arch": "mlp"}},
-    "relax-per_sub_action": {"policy_kwargs": {"cv_arch": "per_sub_action"}},
-    "all_action-linear": {"pg_estimator": "all_action"},
+    "relax-per_sub_action": {"pg_estimator": "relax", "policy_kwargs": {"cv_arch": "per_sub_action"}},
+    "all_action-linear": {"pg_estimator": "all_action", "baseline": "value", "policy_kwargs": {"cv_arch": "linear"}},
     "all_action-centred-phi-on-the-rollout": {
         "pg_estimator": "all_action",
+        "baseline": "value",
         "critic_replay": 4,
         "cv_data": "rollout",
+        "cv_steps": 1,
         "policy_kwargs": {"cv_arch": "centred"},
     },
     "all_action-per_sub_action-corrected": CORRECTED,

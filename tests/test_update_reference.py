@@ -33,11 +33,23 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "no-replay": ("CartPole-v1", {"critic_replay": 0, "cv_objective": "logits"}),
     "control": ("CartPole-v1", {"pg_estimator": "a2c"}),
     "params-objective": ("CartPole-v1", {"critic_replay": 0, "cv_objective": "params", "cv_steps": 2}),
-    "all-action-bits": ("relax_rl/TargetMatching-D8-v0", {"pg_estimator": "all_action"}),
+    "default-bits": ("relax_rl/TargetMatching-D8-v0", {}),  # ĉ the whole baseline, per-bit q̂ (since 2026-12-07)
+    "all-action-bits": (  # the options as they were before bits had defaults of their own
+        "relax_rl/TargetMatching-D8-v0",
+        {
+            "pg_estimator": "all_action",
+            "baseline": "value",
+            "cv_data": "rollout",
+            "cv_steps": 1,
+            "policy_kwargs": {"cv_arch": "linear"},
+        },
+    ),
     "per-sub-action-corrected": (
         "relax_rl/TargetMatching-D8-v0",
         {
             "pg_estimator": "all_action",
+            "baseline": "value",
+            "cv_data": "rollout",
             "cv_objective": "regression",
             "cv_steps": 2,
             "critic_target": "corrected",

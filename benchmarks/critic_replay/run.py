@@ -170,6 +170,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
         **REPLAY,
     },
 }
+#: The options whose defaults RelaxA2C takes from the action space since 2026-12-07, at the values every variant
+#: above was measured with (the all-action head was linear on every space), so that each keeps meaning what it
+#: measured. ``default`` is RelaxA2C's own defaults, whatever they are on the env.
+MEASURED_WITH = {"pg_estimator": "relax", "baseline": "value", "cv_data": "rollout", "cv_steps": 1}
+VARIANTS = {name: {**MEASURED_WITH, **kwargs} for name, kwargs in VARIANTS.items()}
+for kwargs in VARIANTS.values():
+    if kwargs["pg_estimator"] == "all_action":
+        kwargs["policy_kwargs"] = {"cv_arch": "linear", **kwargs.get("policy_kwargs", {})}
+VARIANTS["default"] = {}
 EXACT = {"a2c_exact_v": "v", "all_action_exact_q": "q"}
 #: Timesteps at which a run on an env with an exact reference records its critics' fit (and at its end).
 FIT_AT = (2_000, 8_000, 20_000)

@@ -48,6 +48,8 @@ class ActionSpaceKind(ABC):
     relaxation: Relaxation | GaussianReparam
     #: Whether the actions are continuous (a ``Box``): nothing to relax, no temperature, no probabilities.
     continuous = False
+    #: ``q̂``'s default head for the all-action form.
+    all_action_head = "linear"
 
     def __init__(self, space: spaces.Space):
         self.space = space
@@ -125,6 +127,10 @@ class MultiDiscreteActions(ActionSpaceKind):
 
 class MultiBinaryActions(ActionSpaceKind):
     """``MultiBinary``: independent Bernoullis, one logit per bit."""
+
+    # Each bit's slope read from its own logit fits where one linear map of the features does not: on 64- and
+    # 256-bit target matching (benchmarks/critic_replay/README.md, issue 21). One-hot blocks showed no such gain.
+    all_action_head = "per_sub_action"
 
     def __init__(self, space: spaces.MultiBinary):
         super().__init__(space)

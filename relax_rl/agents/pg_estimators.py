@@ -17,6 +17,7 @@ from torch.autograd import grad
 
 from relax_rl.agents.action_spaces import ActionSpaceKind, action_space_kind, split_mean_log_std
 from relax_rl.estimators import (
+    AFFINE,
     ARCHITECTURES,
     READS_PARAMS,
     ControlVariate,
@@ -309,8 +310,8 @@ def control_variate_architecture(
     use_sde: bool,
 ) -> str:
     """Check the policy options that only some estimators or action spaces take, against each other; the
-    control variate's architecture, resolved (``cv_arch`` None: ``linear`` for the all-action form, else
-    ``mlp``). Raises ValueError naming the option and the fix."""
+    control variate's architecture, resolved (``cv_arch`` None: ``per_sub_action`` for the all-action form on
+    bits, ``linear`` on other discrete spaces, else ``mlp``). Raises ValueError naming the option and the fix."""
     kind = estimator.kind
     space = type(kind.space).__name__
     temperature_options = {"cv_temperature": cv_temperature, "learn_temperature": learn_temperature}
@@ -333,13 +334,13 @@ def control_variate_architecture(
             "RelaxA2C does not support use_sde: gSDE shares its noise across steps, so a step's ε "
             "cannot be rebuilt from its action alone; use the default diagonal Gaussian"
         )
-    if pg_estimator == "all_action" and (cv_arch not in (None, "linear", *READS_PARAMS) or cv_relaxed_input):
+    if pg_estimator == "all_action" and (cv_arch not in (None, *AFFINE) or cv_relaxed_input):
         raise ValueError(
             "pg_estimator 'all_action' needs q̂ affine in the action, so that its mean over the actions is "
-            f"exact: cv_arch must be linear, {' or '.join(READS_PARAMS)} (a head on the action's indicator), "
+            f"exact: cv_arch must be {', '.join(AFFINE)} (a head on the action's indicator), "
             "and cv_relaxed_input unset"
         )
-    cv_arch = cv_arch or ("linear" if pg_estimator == "all_action" else "mlp")
+    cv_arch = cv_arch or (kind.all_action_head if pg_estimator == "all_action" else "mlp")
     if cv_arch not in ARCHITECTURES:
         raise ValueError(f"policy_kwargs cv_arch must be one of {', '.join(ARCHITECTURES)}, got {cv_arch!r}")
     if cv_arch in READS_PARAMS and kind.continuous:

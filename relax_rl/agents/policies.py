@@ -66,9 +66,9 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         (``w · (x − π) + b``, so that the slopes and the state part ``b`` are fitted apart); ``"per_sub_action"``,
         centred, each sub-action's slopes from one network shared by the sub-actions that reads that sub-action's
         own (detached) logits; ``"factorised"``, a sum of one shared network over sub-actions. The
-        ``"centred"`` and ``"per_sub_action"`` heads are for discrete action spaces. Default: ``"mlp"``, and
-        ``"linear"`` for ``"all_action"``, which takes the affine heads only (``linear``, ``centred``,
-        ``per_sub_action``)
+        ``"centred"`` and ``"per_sub_action"`` heads are for discrete action spaces. Default: ``"mlp"``; for
+        ``"all_action"``, which takes the affine heads only (``linear``, ``centred``, ``per_sub_action``),
+        ``"per_sub_action"`` on a ``MultiBinary`` space and ``"linear"`` on the others
     :param cv_relaxed_input: feed ``ĉ_φ`` the relaxed action ``softmax(z/τ)`` (True) or ``z`` itself;
         ``"all_action"`` feeds it the action's indicator
     :param cv_temperature: initial temperature ``τ`` of the relaxation (discrete spaces only; default 0.5)

@@ -22,7 +22,7 @@ from relax_rl.agents.policies import (
     RelaxActorCriticPolicy,
     RelaxMultiInputActorCriticPolicy,
 )
-from relax_rl.agents.relax_options import check_critic_target, check_options, check_owned_policy_kwargs
+from relax_rl.agents.relax_options import check_critic_target, check_options, check_owned_policy_kwargs, design_for
 from relax_rl.agents.replay import ReplayRows, RolloutEnd, RolloutReplay
 from relax_rl.agents.speed_hints import warn_if_one_env, warn_if_replay_runs_a_cnn, warn_if_threads_are_slow
 from relax_rl.agents.tensor_rollout import TensorRolloutMixin
@@ -40,7 +40,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
     every argument of SB3's :class:`~stable_baselines3.A2C` except ``use_sde``, plus:
 
     :param pg_estimator: ``"relax"``, ``"all_action"`` (discrete spaces) or ``"a2c"``: A2C's own estimator,
-        which with the same critic settings is the honest control for the other two
+        which with the same critic settings is the honest control for the other two (None: by action space)
     :param cv_learning_rate: Adam learning rate (or schedule) for ``φ``, the control variate
     :param cv_objective: ``"params"`` minimises ``‖Σ_t ĝ_t‖²`` over the policy parameters (the
         paper's objective, double backprop); ``"logits"`` minimises ``mean_t ‖ĝ_t^ℓ‖²`` for each
@@ -48,10 +48,11 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         reads it to the advantage (MSE; ``τ`` is left out of it); ``"regression+logits"`` and
         ``"regression+params"`` add the two
     :param cv_steps: gradient steps on ``φ`` per update: on this rollout (fresh ``z``, ``z̃`` each), or
-        minibatches from the replay when ``critic_replay`` is on
+        minibatches from the replay when ``critic_replay`` is on (None: by action space)
     :param cv_horizon_input: ``ĉ`` also reads each row's steps to the bootstrap ``h = n − j``
-    :param cv_data: with ``critic_replay``, where φ trains: ``"rollout"`` (default), on this rollout's rows and
-        ``ĝ`` after θ's gradient is taken (as without a replay), or ``"replay"``, on replay minibatches after ``V``
+    :param cv_data: with ``critic_replay``, where φ trains: ``"rollout"``, on this rollout's rows and ``ĝ``
+        after θ's gradient is taken (as without a replay), or ``"replay"``, on replay minibatches after ``V``
+        (None: by action space)
     :param critic_replay: ``V`` and ``φ`` train on a replay of the last K rollouts after θ's gradient is
         taken (docs/design.md §4b); 0 trains ``V`` with θ on this rollout, as A2C does
     :param critic_steps: ``V``'s minibatch steps per update on the replay (with ``critic_replay``)
@@ -67,13 +68,18 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         fitted to it, carries the whole baseline (its state part ``E_π[ĉ]``); ``V`` then only bootstraps
         ``R̂``. On one-step tasks ``ĉ``'s target ``r(s, a)`` does not change with π, so a replayed ``ĉ`` does
         not lag the policy as a replayed ``V`` does; on longer ones ``ĉ`` must learn the return-to-go, and
-        needs ``V``'s training to do it (``cv_data="replay"``, several ``cv_steps``; docs/design.md §4b, §9)
+        needs ``V``'s training to do it (``cv_data="replay"``, several ``cv_steps``; docs/design.md §4b, §9).
+        None: by action space (under ``pg_estimator="a2c"``, ``"value"``)
 
-    The defaults are the unbiased design of ``benchmarks/critic_replay/`` fastest in wall-clock time to
-    solve CartPole (SB3's 8 x 5 setting) without detectably more episodes than the others, and no worse on
-    LunarLander: ``V`` on a replay of 32 rollouts, 4 steps of 256 rows, and ``ĉ`` fitted on each rollout,
-    before θ steps, by regression to the advantage (no double backward), reading ``h``. ``critic_steps=2``
-    is faster still on CartPole, but costs LunarLander.
+    The defaults are those of ``benchmarks/critic_replay/``'s best unbiased design for each kind of action
+    space. Everywhere, ``V`` trains on a replay of 32 rollouts, 4 steps of 256 rows. For ``Discrete``,
+    ``MultiDiscrete`` and ``Box`` actions, the design fastest in wall-clock time to solve CartPole (SB3's
+    8 x 5 setting) without detectably more episodes than the others, and no worse on LunarLander: RELAX (LAX
+    for a ``Box``) with ``c = V + ĉ``, ``ĉ`` fitted on each rollout, before θ steps, by regression to the
+    advantage (no double backward), reading ``h``. For ``MultiBinary`` actions, the design that needs the
+    fewest updates on 64- and 256-bit target matching: the all-action form with ``ĉ`` as the whole baseline,
+    a per-bit ``q̂`` (``cv_arch="per_sub_action"``) fitted on the replay after ``V``, 4 steps
+    (``pg_estimator="all_action"``, ``baseline="control_variate"``, ``cv_data="replay"``, ``cv_steps=4``).
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -88,48 +94,55 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         policy: str | type[RelaxActorCriticPolicy],
         env: GymEnv | str,
         *args: Any,
-        pg_estimator: str = "relax",
+        pg_estimator: str | None = None,
         cv_learning_rate: float | Schedule = 1e-3,
         cv_objective: str = "regression",
-        cv_steps: int = 1,
+        cv_steps: int | None = None,
         cv_horizon_input: bool = True,
-        cv_data: str = "rollout",
+        cv_data: str | None = None,
         critic_replay: int = 32,
         critic_steps: int = 4,
         critic_batch_size: int | None = 256,
         cv_batch_size: int | None = None,
         critic_target: str = "returns",
         critic_half_life: float | None = None,
-        baseline: str = "value",
+        baseline: str | None = None,
         _init_setup_model: bool = True,
         **kwargs: Any,
     ):
-        check_options(
-            cv_objective=cv_objective,
-            cv_data=cv_data,
-            critic_target=critic_target,
-            critic_half_life=critic_half_life,
-            baseline=baseline,
-            pg_estimator=pg_estimator,
-            counts={"cv_steps": (cv_steps, 1), "critic_replay": (critic_replay, 0), "critic_steps": (critic_steps, 1)},
-            batch_sizes={"critic_batch_size": critic_batch_size, "cv_batch_size": cv_batch_size},
-        )
-        self.pg_estimator = pg_estimator
         self.cv_learning_rate = cv_learning_rate
         self.skipped_updates = 0  # updates skipped for a non-finite loss or gradient, in total
         self.bad_update_streak = 0  # ... and in a row, up to the last update
         self.cv_objective = cv_objective
-        self.cv_steps = cv_steps
         self.cv_horizon_input = cv_horizon_input
-        self.cv_data = cv_data
         self.critic_replay = critic_replay
         self.critic_steps = critic_steps
         self.critic_batch_size = critic_batch_size
         self.cv_batch_size = cv_batch_size
         self.critic_target = critic_target
         self.critic_half_life = critic_half_life
-        self.baseline = baseline
         super().__init__(policy, env, *args, _init_setup_model=False, **kwargs)
+        # The design options left None follow the action space. SB3's load builds the model without setup and
+        # then sets the file's values: a file saved before an option existed keeps the value it trained with.
+        kind = action_space_kind(self.action_space) if _init_setup_model else None
+        given = {"pg_estimator": pg_estimator, "baseline": baseline, "cv_data": cv_data, "cv_steps": cv_steps}
+        design = design_for(kind, given, self.policy_kwargs)
+        self.pg_estimator, self.baseline = design["pg_estimator"], design["baseline"]
+        self.cv_data, self.cv_steps = design["cv_data"], design["cv_steps"]
+        check_options(
+            cv_objective=cv_objective,
+            cv_data=self.cv_data,
+            critic_target=critic_target,
+            critic_half_life=critic_half_life,
+            baseline=self.baseline,
+            pg_estimator=self.pg_estimator,
+            counts={
+                "cv_steps": (self.cv_steps, 1),
+                "critic_replay": (critic_replay, 0),
+                "critic_steps": (critic_steps, 1),
+            },
+            batch_sizes={"critic_batch_size": critic_batch_size, "cv_batch_size": cv_batch_size},
+        )
         if _init_setup_model:
             self._setup_model()
 

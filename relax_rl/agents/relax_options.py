@@ -7,6 +7,9 @@ from typing import Any
 
 from torch import nn
 
+from relax_rl.agents.action_spaces import ActionSpaceKind, MultiBinaryActions
+from relax_rl.estimators import AFFINE
+
 #: φ's objectives: the variance of ĝ (docs/design.md §4), a regression of ĉ on the advantage, or their sum.
 CV_OBJECTIVES = ("logits", "params", "regression", "regression+logits", "regression+params")
 #: What ``V`` regresses on a replayed row (docs/design.md §4b): the λ-return stored at collection; the λ-return
@@ -20,6 +23,32 @@ CV_DATA = ("rollout", "replay")
 #: Where the baseline ``c`` gets its state part: ``V`` (``c = V + ĉ``, A2C's advantage), or ``ĉ`` itself, regressed
 #: on the return (``c = ĉ``, its state part ``E_π[ĉ]``; ``V`` only bootstraps the return).
 BASELINES = ("value", "control_variate")
+#: RelaxA2C's design for the options left None, by kind of action space (docs/design.md §9). Where every
+#: sub-action is a bit: the all-action form with ĉ as the whole baseline, its per-bit ``q̂`` fitted on the
+#: replay after V, 4 steps (benchmarks/critic_replay/README.md, "Defaults by action space"). Elsewhere, or with
+#: another estimator or a head the all-action form cannot sum exactly: RELAX with ``c = V + ĉ``, ĉ fitted on
+#: each rollout.
+DESIGNS: dict[type[ActionSpaceKind], dict[str, Any]] = {
+    MultiBinaryActions: {
+        "pg_estimator": "all_action",
+        "baseline": "control_variate",
+        "cv_data": "replay",
+        "cv_steps": 4,
+    }
+}
+OTHER_DESIGN = {"pg_estimator": "relax", "baseline": "value", "cv_data": "rollout", "cv_steps": 1}
+
+
+def design_for(
+    kind: ActionSpaceKind | None, given: Mapping[str, Any], policy_kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The design options' values: ``given``'s, and for those left None ``kind``'s design, if ``given`` and
+    ``policy_kwargs`` choose nothing it cannot use, else :data:`OTHER_DESIGN`."""
+    design = DESIGNS.get(type(kind), OTHER_DESIGN)
+    head_fits = policy_kwargs.get("cv_arch") in (None, *AFFINE) and not policy_kwargs.get("cv_relaxed_input")
+    if given.get("pg_estimator") not in (None, design["pg_estimator"]) or not head_fits:
+        design = OTHER_DESIGN
+    return {**design, **{name: value for name, value in given.items() if value is not None}}
 
 
 def check_options(

@@ -1,6 +1,7 @@
 """Gradient estimators for black-box functions of random variables. Pure math, no RL."""
 
 from relax_rl.estimators.control_variates import (
+    AFFINE,
     ARCHITECTURES,
     READS_PARAMS,
     ControlVariate,
@@ -35,6 +36,7 @@ from relax_rl.estimators.relaxations import (
 )
 
 __all__ = [
+    "AFFINE",
     "ARCHITECTURES",
     "READS_PARAMS",
     "BernoulliRelaxation",

@@ -318,6 +318,9 @@ class SumControlVariate(ControlVariate):
 ARCHITECTURES = ("mlp", "linear", "centred", "per_sub_action", "factorised")
 #: The architectures that read the distribution parameters at the end of their context.
 READS_PARAMS = ("centred", "per_sub_action")
+#: The architectures affine in their input (with ``relaxed_input=False``): their mean over a discrete variable
+#: is exact.
+AFFINE = ("linear", *READS_PARAMS)
 
 
 def make_control_variate(
