@@ -179,6 +179,9 @@ for kwargs in VARIANTS.values():
     if kwargs["pg_estimator"] == "all_action":
         kwargs["policy_kwargs"] = {"cv_arch": "linear", **kwargs.get("policy_kwargs", {})}
 VARIANTS["default"] = {}
+# The default with φ's Adam at a larger step: on bits, does it fit q̂'s slopes as 16 steps do, at 4 steps' cost?
+VARIANTS["default_cv_lr_3e-3"] = {"cv_learning_rate": 3e-3}
+VARIANTS["default_cv_lr_1e-2"] = {"cv_learning_rate": 1e-2}
 EXACT = {"a2c_exact_v": "v", "all_action_exact_q": "q"}
 #: Timesteps at which a run on an env with an exact reference records its critics' fit (and at its end).
 FIT_AT = (2_000, 8_000, 20_000)

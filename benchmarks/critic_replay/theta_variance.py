@@ -37,6 +37,9 @@ DESIGNS = {
     "all_action_centred": VARIANTS["all_action_centred"],
     "all_action_per_sub_action": VARIANTS["all_action_per_sub_action"],
     "all_action_cv_baseline_4": VARIANTS["all_action_cv_baseline_4"],  # ĉ the whole baseline (2026-12-06)
+    "default": VARIANTS["default"],  # RelaxA2C's own defaults: on these bits, the design above (2026-12-07)
+    "default_cv_lr_3e-3": VARIANTS["default_cv_lr_3e-3"],
+    "default_cv_lr_1e-2": VARIANTS["default_cv_lr_1e-2"],
 }
 
 
