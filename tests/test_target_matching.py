@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 
 import relax_rl.envs  # noqa: F401  (registers the environments)
@@ -17,6 +18,7 @@ from relax_rl.envs import TargetMatchingEnv
         "relax_rl/TargetMatching-D16-v0",
         "relax_rl/TargetMatchingMultiDiscrete-D64-v0",
         "relax_rl/TargetMatchingSequential-D8-v0",
+        "relax_rl/TargetMatchingTimed-D8-v0",
     ],
 )
 def test_registered_envs_pass_gymnasiums_checker(env_id: str) -> None:
@@ -54,3 +56,20 @@ def test_the_task_is_fixed_by_its_seed_and_episodes_have_their_length() -> None:
 def test_bad_sizes_are_refused() -> None:
     with pytest.raises(ValueError, match="n_actions >= 1"):
         TargetMatchingEnv(n_actions=0)
+
+
+def test_the_timed_version_observes_each_steps_place_and_its_reference_reads_the_context_only() -> None:
+    env = gym.make("relax_rl/TargetMatchingTimed-D16-v0").unwrapped
+    obs, _ = env.reset(seed=0)
+    places, rewards = [obs[-1]], []
+    for _ in range(4):
+        target = env.target(obs)
+        obs, reward, terminated, _, _ = env.step(target)
+        places.append(obs[-1])
+        rewards.append(reward)
+    assert places == [0.0, 0.25, 0.5, 0.75, 1.0] and rewards == [1.0] * 4 and terminated
+    reference = env.exact_reference()
+    observations = np.stack([env.reset(seed=s)[0] for s in range(5)])
+    slopes, _ = reference.coefficients(torch.as_tensor(observations))
+    targets = np.stack([env.target(o) for o in observations])
+    assert np.array_equal(slopes.numpy() > 0, targets == 1)  # w*_i = (2 t_i − 1)/D

@@ -33,6 +33,9 @@ class TargetMatchingEnv(gym.Env):
     :param context_dim: size of the observed context
     :param episode_length: steps per episode; each step has a fresh context and its own reward
     :param task_seed: seeds the target map, so that every instance poses the same task
+    :param observe_step: the observation ends with the step's place in the episode, ``t / episode_length``.
+        Without it a state value cannot tell how many rewards are left, so on episodes of several steps no
+        critic, learned or exact, can predict the return-to-go
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
@@ -45,6 +48,7 @@ class TargetMatchingEnv(gym.Env):
         episode_length: int = 1,
         task_seed: int = 0,
         multidiscrete: bool = False,
+        observe_step: bool = False,
     ):
         if n_actions < 1 or n_choices < 2 or context_dim < 1 or episode_length < 1:
             raise ValueError(
@@ -52,7 +56,8 @@ class TargetMatchingEnv(gym.Env):
                 f"{n_actions}, {n_choices}, {context_dim}, {episode_length}"
             )
         self.n_actions, self.n_choices, self.episode_length = n_actions, n_choices, episode_length
-        self.observation_space = spaces.Box(-np.inf, np.inf, (context_dim,), np.float32)
+        self.observe_step = observe_step
+        self.observation_space = spaces.Box(-np.inf, np.inf, (context_dim + observe_step,), np.float32)
         if n_choices == 2 and not multidiscrete:
             self.action_space = spaces.MultiBinary(n_actions)
         else:
@@ -70,12 +75,18 @@ class TargetMatchingEnv(gym.Env):
             one_step=self.episode_length == 1,
         )
 
-    def target(self, context: np.ndarray) -> np.ndarray:
-        """The sub-actions that earn the full reward for ``context``: ``argmax_c W_ic · x``."""
-        return (self._target_map @ context).argmax(-1)
+    def context(self, obs: np.ndarray) -> np.ndarray:
+        """The context part of an observation (all of it, unless the step is observed)."""
+        return obs[..., : self._context.shape[0]]
+
+    def target(self, obs: np.ndarray) -> np.ndarray:
+        """The sub-actions that earn the full reward for an observation's context: ``argmax_c W_ic · x``."""
+        return (self._target_map @ self.context(obs)).argmax(-1)
 
     def _new_context(self) -> np.ndarray:
         self._context = self.np_random.standard_normal(self._context.shape).astype(np.float32)
+        if self.observe_step:
+            return np.append(self._context, np.float32(self._t / self.episode_length))
         return self._context.copy()
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
@@ -90,11 +101,13 @@ class TargetMatchingEnv(gym.Env):
 
 
 def register_target_matching() -> None:
-    """Register ``relax_rl/TargetMatching[MultiDiscrete|Sequential]-D{D}-v0`` for the usual D."""
+    """Register ``relax_rl/TargetMatching[MultiDiscrete|Sequential|Timed]-D{D}-v0`` for the usual D."""
     variants = {
         "TargetMatching": {},
         "TargetMatchingMultiDiscrete": {"n_choices": 4},
         "TargetMatchingSequential": {"episode_length": 10},
+        # 4 steps per episode, each observing its place: multi-step, and a state value can learn the return-to-go
+        "TargetMatchingTimed": {"episode_length": 4, "observe_step": True},
     }
     for name, kwargs in variants.items():
         for dim in REGISTERED_DIMS:
@@ -123,7 +136,8 @@ class TargetMatchingReward(AffineReward):
 
     def coefficients(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         target_map = self.target_map.to(obs.device, obs.dtype)
-        targets = torch.einsum("dkc,bc->bdk", target_map, obs).argmax(-1)  # (batch, D)
+        context = obs[:, : target_map.shape[-1]]  # without the step, where the observation shows it
+        targets = torch.einsum("dkc,bc->bdk", target_map, context).argmax(-1)  # (batch, D)
         n_actions = targets.shape[-1]
         if self.binary:
             slopes = (2 * targets - 1).to(obs.dtype) / n_actions
