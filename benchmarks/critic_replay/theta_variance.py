@@ -29,7 +29,7 @@ from relax_rl.envs import TargetMatchingEnv
 HERE = Path(__file__).resolve().parent
 DESIGNS = {
     "relax_replay": VARIANTS["relax_replay"],  # the default until 2026-12-04
-    "relax_no_replay": {**VARIANTS["relax_replay"], "critic_replay": 0},
+    "relax_no_replay": {**VARIANTS["relax_replay"], "critic_replay": 0},  # finding 6's 0.23
     "relax_phi_on_rollout": VARIANTS["relax_phi_on_rollout"],  # the default until 2026-12-06
     "relax_rollout_regression": VARIANTS["relax_rollout_regression"],  # RelaxA2C's default since 2026-12-06
     "relax_rollout_regression_two_v_steps": VARIANTS["relax_rollout_regression_two_v_steps"],
@@ -96,6 +96,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30_000)
     parser.add_argument("--rollouts", type=int, default=300)
     parser.add_argument("--episode-length", type=int, default=4)
+    parser.add_argument(
+        "--observe-step", action="store_true", help="the observation shows the step (TargetMatchingTimed's env)"
+    )
     parser.add_argument("--lr", type=float, default=5.6e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE / "theta_variance.json")
@@ -103,7 +106,12 @@ def main() -> None:
     torch.set_num_threads(1)
     results = []
     for name in args.designs:
-        env = make_vec_env(TargetMatchingEnv, 8, args.seed, env_kwargs={"episode_length": args.episode_length})
+        env = make_vec_env(
+            TargetMatchingEnv,
+            8,
+            args.seed,
+            env_kwargs={"episode_length": args.episode_length, "observe_step": args.observe_step},
+        )
         model = RelaxA2C("MlpPolicy", env, learning_rate=args.lr, seed=args.seed, device="cpu", **DESIGNS[name])
         model.learn(args.steps)
         result = {"design": name, **variance_ratio(*paired_gradients(model, args.rollouts))}
