@@ -182,6 +182,10 @@ VARIANTS["default"] = {}
 # The default with φ's Adam at a larger step: on bits, does it fit q̂'s slopes as 16 steps do, at 4 steps' cost?
 VARIANTS["default_cv_lr_3e-3"] = {"cv_learning_rate": 3e-3}
 VARIANTS["default_cv_lr_1e-2"] = {"cv_learning_rate": 1e-2}
+# Issue 22's "capping φ's minibatch": on bits the per-bit head runs a network per bit and row, so φ's replay
+# minibatch sets the default's cost there
+VARIANTS["default_cv_batch_64"] = {"cv_batch_size": 64}
+VARIANTS["default_cv_batch_128"] = {"cv_batch_size": 128}
 EXACT = {"a2c_exact_v": "v", "all_action_exact_q": "q"}
 #: Timesteps at which a run on an env with an exact reference records its critics' fit (and at its end).
 FIT_AT = (2_000, 8_000, 20_000)
