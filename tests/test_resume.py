@@ -268,14 +268,21 @@ def test_checkpoint_is_a_model_that_sb3_and_evaluate_read(reference):
     assert evaluate_main(["--model", str(checkpoint), "--episodes", "1"]) == 0
 
 
-def test_a_run_with_a_critic_replay_resumes_bit_exactly(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("env_id", "hyperparams"),
+    [
+        ("CartPole-v1", ["critic_steps=2", "cv_objective=regression+logits", "cv_horizon_input=true"]),
+        ("relax_rl/TargetMatching-D8-v0", []),  # bits' own default: φ also trains on the replay
+    ],
+    ids=["cartpole", "bits-default"],
+)
+def test_a_run_with_a_critic_replay_resumes_bit_exactly(env_id, hyperparams, tmp_path, capsys):
     """The replay is not in the model file; the checkpoint carries it, or the resumed V and φ would
     train on less data than the uninterrupted run's."""
     replay = [
-        *("--algo", "relax_a2c", "--env", "CartPole-v1", "--seed", "3", "--total-timesteps", "400", "--n-envs", "2"),
+        *("--algo", "relax_a2c", "--env", env_id, "--seed", "3", "--total-timesteps", "400", "--n-envs", "2"),
         *("--eval-freq", "0", "--checkpoint-freq", "200", "--diagnose-freq", "0"),
-        *("--hyperparams", "critic_replay=8", "critic_steps=2", "cv_objective=regression+logits"),
-        "cv_horizon_input=true",
+        *("--hyperparams", "critic_replay=8", *hyperparams),
     ]
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     assert train_main([*replay, "--run-dir", str(reference)]) == 0
