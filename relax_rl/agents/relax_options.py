@@ -23,7 +23,7 @@ CV_DATA = ("rollout", "replay")
 #: Where the baseline ``c`` gets its state part: ``V`` (``c = V + ĉ``, A2C's advantage), or ``ĉ`` itself, regressed
 #: on the return (``c = ĉ``, its state part ``E_π[ĉ]``; ``V`` only bootstraps the return).
 BASELINES = ("value", "control_variate")
-#: RelaxA2C's design for the options left None, by kind of action space (docs/design.md §9). Where every
+#: RelaxA2C's design for the options left None, by kind of action space (docs/design.md §4, §9). Where every
 #: sub-action is a bit: the all-action form with ĉ as the whole baseline, its per-bit ``q̂`` fitted on the
 #: replay after V, 4 steps (benchmarks/critic_replay/README.md, "Defaults by action space"). Elsewhere, or with
 #: another estimator or a head the all-action form cannot sum exactly: RELAX with ``c = V + ĉ``, ĉ fitted on
