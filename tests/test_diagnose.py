@@ -240,6 +240,12 @@ def test_the_state_part_is_unbiased_on_an_ar1_chain() -> None:
 
 
 EXACT_ONE_STEP = ("a2c_exact_v", "relax_exact_v", "exact_q")
+ONE_STEP = "relax_rl/TargetMatching-D8-v0"
+
+
+def _one_step_model(**kwargs) -> RelaxA2C:
+    """RelaxA2C on 8-bit target matching, one-step rollouts of 2 envs."""
+    return RelaxA2C("MlpPolicy", make_vec_env(ONE_STEP, 2, 0), n_steps=1, seed=0, device="cpu", **kwargs)
 
 
 def _trained_looking(model: RelaxA2C) -> RelaxA2C:
@@ -252,10 +258,8 @@ def _trained_looking(model: RelaxA2C) -> RelaxA2C:
 def test_diagnose_on_a_one_step_task_has_no_residual_noise_left_to_chance() -> None:
     """Target matching: one step, deterministic reward given (x, a). The residual must vanish for every
     estimator but RELAX, the only one with relaxation noise."""
-    env_id = "relax_rl/TargetMatching-D8-v0"
-    env = make_vec_env(env_id, 2, 0)
-    model = _trained_looking(RelaxA2C("MlpPolicy", env, n_steps=1, seed=0, device="cpu", pg_estimator="relax"))
-    result = diagnose(model, gym.make(env_id), n_states=6, n_actions=4, n_continuations=2, max_age=1)
+    model = _trained_looking(_one_step_model(pg_estimator="relax"))
+    result = diagnose(model, gym.make(ONE_STEP), n_states=6, n_actions=4, n_continuations=2, max_age=1)
     assert set(result.estimators) == {"reinforce", "a2c", "mc_v", "relax", "relax_state", *EXACT_ONE_STEP}
     for name in ("reinforce", "a2c", "mc_v", "relax_state", "a2c_exact_v"):
         assert abs(result.estimators[name].residual.value) < 1e-9 * result.estimators[name].total.value
@@ -281,17 +285,8 @@ def test_diagnose_on_box_actions_evaluates_the_control_variate_at_the_executed_a
 
 
 def test_the_all_action_estimator_and_its_state_part_are_reported() -> None:
-    env_id = "relax_rl/TargetMatching-D8-v0"
-    model = RelaxA2C(
-        "MlpPolicy",
-        make_vec_env(env_id, 2, 0),
-        n_steps=1,
-        seed=0,
-        device="cpu",
-        pg_estimator="all_action",
-        baseline="value",
-    )
-    result = diagnose(_trained_looking(model), gym.make(env_id), n_states=4, n_actions=3, n_continuations=2, max_age=1)
+    model = _trained_looking(_one_step_model(pg_estimator="all_action", baseline="value"))
+    result = diagnose(model, gym.make(ONE_STEP), n_states=4, n_actions=3, n_continuations=2, max_age=1)
     assert set(result.estimators) == {
         "reinforce",
         "a2c",
@@ -309,9 +304,8 @@ def test_the_all_action_estimator_and_its_state_part_are_reported() -> None:
 
 
 def test_a2c_inside_relax_a2c_has_no_estimator_of_its_own() -> None:
-    env_id = "relax_rl/TargetMatching-D8-v0"
-    model = RelaxA2C("MlpPolicy", make_vec_env(env_id, 2, 0), n_steps=1, seed=0, device="cpu", pg_estimator="a2c")
-    result = diagnose(model, gym.make(env_id), n_states=3, n_actions=2, n_continuations=2, max_age=1)
+    model = _one_step_model(pg_estimator="a2c")
+    result = diagnose(model, gym.make(ONE_STEP), n_states=3, n_actions=2, n_continuations=2, max_age=1)
     assert set(result.estimators) == {"reinforce", "a2c", "mc_v", "a2c_exact_v", "exact_q"} and result.own is None
 
 
@@ -355,9 +349,8 @@ def test_diagnose_cli_bad_input_is_one_line(tmp_path, capsys) -> None:
 
 
 def test_the_decomposition_is_logged_during_training() -> None:
-    env_id = "relax_rl/TargetMatching-D8-v0"
-    model = RelaxA2C("MlpPolicy", make_vec_env(env_id, 2, 0), n_steps=1, seed=0, device="cpu")
-    callback = ActionVarianceCallback(env_id, interval=10, n_states=4, n_actions=3, n_continuations=2, max_age=1)
+    model = _one_step_model()
+    callback = ActionVarianceCallback(ONE_STEP, interval=10, n_states=4, n_actions=3, n_continuations=2, max_age=1)
     model.learn(20, callback=callback)
     logged = model.logger.name_to_value
     fraction, se = logged["train/action_var_frac_a2c"], logged["train/action_var_frac_a2c_se"]
@@ -444,7 +437,7 @@ def test_the_exact_action_value_leaves_no_action_variance_on_a_one_step_task() -
     """With q = r − V̂ (exactly affine in the bits) the all-action estimate is ∇θ E_π[r | x] itself: nothing
     is left to the action or to chance, only the spread over states."""
     env_id = "relax_rl/TargetMatching-D16-v0"
-    model = _partly_trained(env_id, 2000, pg_estimator="all_action")
+    model = _partly_trained(env_id, 2000, pg_estimator="all_action", baseline="value")
     result = diagnose(model, gym.make(env_id), n_states=32, n_actions=3, n_continuations=2, max_age=1)
     exact_q, a2c = result.estimators["exact_q"], result.estimators["a2c"]
     assert abs(exact_q.action.value) < 1e-6 * a2c.action.value and exact_q.residual.value == 0
@@ -467,18 +460,8 @@ def test_the_models_estimator_reads_the_return_where_the_control_variate_is_the_
     """With ĉ = r exactly (centred: slopes w*, offset V*), the all-action estimate is ``∇θ E_π[r]``, the exact
     action value's, only if it reads the return, as training does with ``baseline="control_variate"``; with
     ``"value"`` it reads R̂ − V̂ and is off by −V̂ ∇log π. Without a V in the baseline there is no ``_exact_v``."""
-    env_id = "relax_rl/TargetMatching-D8-v0"
-    model = RelaxA2C(
-        "MlpPolicy",
-        make_vec_env(env_id, 2, 0),
-        n_steps=1,
-        seed=0,
-        device="cpu",
-        pg_estimator="all_action",
-        baseline=baseline,
-        policy_kwargs={"cv_arch": "centred"},
-    )
-    reference = exact_reference(gym.make(env_id))
+    model = _one_step_model(pg_estimator="all_action", baseline=baseline, policy_kwargs={"cv_arch": "centred"})
+    reference = exact_reference(gym.make(ONE_STEP))
 
     def exact_r(context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         obs, probs = context[:, :8], torch.sigmoid(context[:, -8:])
@@ -486,7 +469,7 @@ def test_the_models_estimator_reads_the_return_where_the_control_variate_is_the_
 
     model.policy.control_variate.slopes_and_offset = exact_r
     torch.manual_seed(0)
-    samples = sample_estimates(model, gym.make(env_id), n_states=6, n_actions=3, n_continuations=2, max_age=1)
+    samples = sample_estimates(model, gym.make(ONE_STEP), n_states=6, n_actions=3, n_continuations=2, max_age=1)
     matches = torch.allclose(samples.estimates["all_action"], samples.estimates["exact_q"], atol=1e-5)
     assert matches == (baseline == "control_variate")
     assert ("all_action_exact_v" in samples.estimates) == (baseline == "value")

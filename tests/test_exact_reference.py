@@ -107,7 +107,7 @@ def test_critic_fit_is_exact_for_a_critic_that_knows_the_reward(monkeypatch) -> 
 
 def test_training_on_an_env_with_a_reference_logs_the_critic_fit(tmp_path) -> None:
     env = make_vec_env(lambda: TargetMatchingEnv(n_actions=6), n_envs=4, seed=0)
-    model = RelaxA2C("MlpPolicy", env, seed=0, device="cpu", policy_kwargs={"cv_arch": "centred"})
+    model = RelaxA2C("MlpPolicy", env, pg_estimator="relax", seed=0, device="cpu", policy_kwargs={"cv_arch": "centred"})
     model.set_logger(configure(str(tmp_path), ["csv"]))
     model.learn(400, callback=CriticFitCallback(interval=100), log_interval=1)
     with open(tmp_path / "progress.csv") as f:
@@ -123,7 +123,7 @@ def test_the_critic_fit_leaves_trainings_random_draws_alone() -> None:
 
     def trained(callback):
         env = make_vec_env(lambda: TargetMatchingEnv(n_actions=6), n_envs=4, seed=0)
-        model = RelaxA2C("MlpPolicy", env, seed=0, device="cpu").learn(200, callback=callback)
+        model = RelaxA2C("MlpPolicy", env, pg_estimator="relax", seed=0, device="cpu").learn(200, callback=callback)
         return [p.detach().clone() for p in model.policy.parameters()]
 
     with_fit, without = trained(CriticFitCallback(interval=20)), trained(None)
