@@ -61,6 +61,9 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         the action's one-hot blocks or bits, summed over the actions exactly) or ``"a2c"`` (no control
         variate: A2C's estimator, the control); RelaxA2C passes its own
     :param cv_net_arch: hidden layer sizes of ``ĉ_φ``
+    :param cv_activation_fn: ``ĉ_φ``'s activation, as SB3's ``activation_fn`` is the policy's (default ``Tanh``)
+    :param cv_sub_action_net_arch: hidden layer sizes of the network that the ``"per_sub_action"`` head runs
+        for every sub-action of every row: at hundreds of sub-actions it sets ``φ``'s cost
     :param cv_arch: ``"mlp"`` on ``[features, relaxed action]``; ``"linear"``, linear in the relaxed
         action with weights from the features; ``"centred"``, the same centred on the policy's mean
         (``w · (x − π) + b``, so that the slopes and the state part ``b`` are fitted apart); ``"per_sub_action"``,
@@ -90,6 +93,8 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         *args: Any,
         pg_estimator: str = "relax",
         cv_net_arch: Sequence[int] = (64, 64),
+        cv_activation_fn: type[th.nn.Module] = th.nn.Tanh,
+        cv_sub_action_net_arch: Sequence[int] = (32,),
         cv_arch: str | None = None,
         cv_relaxed_input: bool | None = None,
         cv_temperature: float | None = None,
@@ -116,6 +121,8 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
             raise ValueError(f"policy_kwargs cv_horizon must be 0 (off) or the rollout length, got {cv_horizon}")
         self.pg_estimator = pg_estimator
         self.cv_net_arch = list(cv_net_arch)
+        self.cv_activation_fn = cv_activation_fn
+        self.cv_sub_action_net_arch = list(cv_sub_action_net_arch)
         self.cv_arch = cv_arch
         self.cv_relaxed_input = pg_estimator != "all_action" if cv_relaxed_input is None else cv_relaxed_input
         self.cv_temperature = cv_temperature
@@ -135,9 +142,11 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
             if self.ortho_init:
                 self.log_std_net.apply(partial(self.init_weights, gain=0.01))  # as SB3 initialises action_net
             th.nn.init.constant_(self.log_std_net.bias, self.log_std_init)
-        temperature = {"temperature": self.cv_temperature, "learn_temperature": self.learn_temperature}
+        options = {"temperature": self.cv_temperature, "learn_temperature": self.learn_temperature}
         if self.cv_arch in READS_PARAMS:
-            temperature["params_dim"] = self.estimator.kind.params_dim
+            options["params_dim"] = self.estimator.kind.params_dim
+        if self.cv_arch == "per_sub_action":
+            options["block_hidden"] = self.cv_sub_action_net_arch
         self.control_variate = make_control_variate(
             self.cv_arch,
             self.estimator.relaxation,
@@ -145,9 +154,10 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
             n_blocks=self.estimator.kind.n_sub_actions,
             context_dim=self.features_dim + bool(self.cv_horizon) + self._reads_params * self.estimator.kind.params_dim,
             hidden=self.cv_net_arch,
+            activation=self.cv_activation_fn,
             relaxed_input=self.cv_relaxed_input,
             temperature_bounds=None if self.estimator.kind.continuous else self.cv_temperature_bounds,
-            **{key: value for key, value in temperature.items() if value is not None},
+            **{key: value for key, value in options.items() if value is not None},
         ).to(self.device)
         self._list_parameter_groups()
         # SB3 built its optimiser before the modules above existed: rebuild it over θ and ψ only.
@@ -234,6 +244,8 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         data.update(
             pg_estimator=self.pg_estimator,
             cv_net_arch=self.cv_net_arch,
+            cv_activation_fn=self.cv_activation_fn,
+            cv_sub_action_net_arch=self.cv_sub_action_net_arch,
             cv_arch=self.cv_arch,
             cv_relaxed_input=self.cv_relaxed_input,
             cv_temperature=self.cv_temperature,

@@ -75,8 +75,8 @@ def make_model(config: RunConfig, env: VecEnv, run_dir: Path) -> BaseAlgorithm:
 
 
 def with_torch_objects(algo_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Build what YAML cannot hold: ``activation_fn: ReLU`` becomes ``torch.nn.ReLU``, and a learning
-    rate ``lin_X`` (rl-baselines3-zoo's notation) a schedule falling linearly from X to 0."""
+    """Build what YAML cannot hold: ``activation_fn: ReLU`` (or ``cv_activation_fn``) becomes ``torch.nn.ReLU``,
+    and a learning rate ``lin_X`` (rl-baselines3-zoo's notation) a schedule falling linearly from X to 0."""
     kwargs = dict(algo_kwargs)
     for key in SCHEDULE_KEYS:
         value = kwargs.get(key)
@@ -86,10 +86,11 @@ def with_torch_objects(algo_kwargs: Mapping[str, Any]) -> dict[str, Any]:
             except ValueError:
                 raise UsageError(f"{key}: {value!r} is neither a number nor lin_<number>") from None
     policy_kwargs = dict(kwargs.get("policy_kwargs") or {})
-    name = policy_kwargs.get("activation_fn")
-    if isinstance(name, str):
-        if not isinstance(getattr(torch.nn, name, None), type):
-            raise UsageError(f"policy_kwargs.activation_fn: {name!r} is not a torch.nn module (e.g. ReLU, Tanh)")
-        policy_kwargs["activation_fn"] = getattr(torch.nn, name)
-        kwargs["policy_kwargs"] = policy_kwargs
+    for key in ("activation_fn", "cv_activation_fn"):
+        name = policy_kwargs.get(key)
+        if isinstance(name, str):
+            if not isinstance(getattr(torch.nn, name, None), type):
+                raise UsageError(f"policy_kwargs.{key}: {name!r} is not a torch.nn module (e.g. ReLU, Tanh)")
+            policy_kwargs[key] = getattr(torch.nn, name)
+            kwargs["policy_kwargs"] = policy_kwargs
     return kwargs
