@@ -34,7 +34,7 @@ LEARNING_RATES = ("learning_rate", "cv_learning_rate")
 # What a policy's constructor takes that the algorithm passes itself.
 _SET_BY_ALGORITHM = frozenset({"self", "observation_space", "action_space", "lr_schedule"})
 #: policy_kwargs that hold hidden-layer sizes (SB3's, and the control variate's).
-LAYER_SIZES = frozenset({"net_arch", "cv_net_arch"})
+LAYER_SIZES = frozenset({"net_arch", "cv_net_arch", "cv_sub_action_net_arch"})
 ZOO_SYNTAX = "write policy_kwargs as YAML ({net_arch: [64, 64]}) or as dict(net_arch=[64, 64]) with literal values"
 
 

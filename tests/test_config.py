@@ -4,6 +4,7 @@ import inspect
 import re
 
 import pytest
+import torch
 import yaml
 from stable_baselines3 import A2C
 
@@ -21,6 +22,8 @@ from relax_rl.config import (
     read_section,
     resolve_config,
 )
+from relax_rl.errors import UsageError
+from relax_rl.run.build import with_torch_objects
 
 BENCHMARK_ENVS = ("CartPole-v1", "LunarLander-v3", "Acrobot-v1", "MountainCar-v0")
 
@@ -214,6 +217,7 @@ def test_every_section_of_the_bundled_configs_is_an_env(algo):
         ("{net_arch: five}", "policy_kwargs.net_arch must be a list of layer sizes"),
         ("{net_arch: {pi: [8], vf: x}}", "policy_kwargs.net_arch must be a list of layer sizes"),
         ("{cv_net_arch: 3}", "policy_kwargs.cv_net_arch must be a list of layer sizes"),
+        ("{cv_sub_action_net_arch: [0]}", "policy_kwargs.cv_sub_action_net_arch must be a list of layer sizes"),
         ("{cv_temperature: hot}", "policy_kwargs.cv_temperature must be a positive number"),
         ("{ortho_init: maybe}", "policy_kwargs.ortho_init must be true or false"),
         ("{log_std_init: high}", "policy_kwargs.log_std_init must be a number"),
@@ -223,6 +227,13 @@ def test_ill_formed_policy_kwargs_values_are_named_before_anything_is_built(poli
     # Each of these ended in a traceback from inside torch or SB3: only policy_kwargs' keys were checked.
     with pytest.raises(ConfigError, match=expected):
         resolve_config("relax_a2c", "CartPole-v1", 0, overrides=parse_overrides([f"policy_kwargs={policy_kwargs}"]))
+
+
+@pytest.mark.parametrize("key", ["activation_fn", "cv_activation_fn"])
+def test_activations_are_named_in_yaml_and_a_misspelt_one_is_a_usage_error(key):
+    assert with_torch_objects({"policy_kwargs": {key: "ReLU"}})["policy_kwargs"][key] is torch.nn.ReLU
+    with pytest.raises(UsageError, match=f"policy_kwargs.{key}: 'Relu' is not a torch.nn module"):
+        with_torch_objects({"policy_kwargs": {key: "Relu"}})
 
 
 def test_well_formed_policy_kwargs_pass():

@@ -9,8 +9,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import IdentityEnv, IdentityEnvBox, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete
+from stable_baselines3.common.save_util import data_to_json, json_to_data
 
 from relax_rl import RelaxA2C
 
@@ -24,6 +26,26 @@ def model_on(env_fn, **kwargs) -> RelaxA2C:
 
 def design(model: RelaxA2C) -> dict:
     return {name: getattr(model, name) for name in OTHERS} | {"cv_arch": model.policy.cv_arch}
+
+
+def per_bit_widths(model: RelaxA2C) -> list[int]:
+    """The hidden widths of the per-sub-action head's network."""
+    layers = model.policy.control_variate.block_net
+    return [layer.out_features for layer in layers if isinstance(layer, torch.nn.Linear)][:-1]
+
+
+def rewritten(path: Path, edit) -> bytes:
+    """A saved model's file with ``edit`` applied to its data: what a file written by older code holds."""
+    with zipfile.ZipFile(path) as old:
+        files = {name: old.read(name) for name in old.namelist()}
+    data = json.loads(files["data"])
+    edit(data)
+    files["data"] = json.dumps(data).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as new:
+        for name, content in files.items():
+            new.writestr(name, content)
+    return buffer.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -69,14 +91,32 @@ def test_a_saved_model_keeps_its_design_and_one_saved_before_an_option_existed_k
     assert design(RelaxA2C.load(tmp_path / "model.zip", env=env, device="cpu")) == design(model)
 
     # A file written before `baseline` existed holds no value for it; it trained with V in the baseline.
-    with zipfile.ZipFile(tmp_path / "model.zip") as old:
-        files = {name: old.read(name) for name in old.namelist()}
-    data = json.loads(files["data"])
-    del data["baseline"]
-    files["data"] = json.dumps(data).encode()
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as new:
-        for name, content in files.items():
-            new.writestr(name, content)
-    (tmp_path / "old.zip").write_bytes(buffer.getvalue())
+    (tmp_path / "old.zip").write_bytes(rewritten(tmp_path / "model.zip", lambda data: data.pop("baseline")))
     assert RelaxA2C.load(tmp_path / "old.zip", env=env, device="cpu").baseline == "value"
+
+
+def without_the_per_bit_width(data: dict) -> None:
+    # SB3 reads policy_kwargs from their pickle (":serialized:"), so the key goes from there too
+    policy_kwargs = json_to_data(json.dumps({"policy_kwargs": data["policy_kwargs"]}))["policy_kwargs"]
+    del policy_kwargs["cv_sub_action_net_arch"]
+    data["policy_kwargs"] = json.loads(data_to_json({"policy_kwargs": policy_kwargs}))["policy_kwargs"]
+
+
+def test_bits_get_a_per_bit_network_of_16_units_unless_told_otherwise_and_older_files_keep_their_32(
+    tmp_path: Path,
+) -> None:
+    env = make_vec_env(lambda: IdentityEnvMultiBinary(4), n_envs=2, seed=0)
+    assert per_bit_widths(model_on(lambda: IdentityEnvMultiBinary(4))) == [16]
+    given = {"policy_kwargs": {"cv_sub_action_net_arch": [8, 8]}}
+    assert per_bit_widths(model_on(lambda: IdentityEnvMultiBinary(4), **given)) == [8, 8]
+    relax = {"pg_estimator": "relax", "policy_kwargs": {"cv_arch": "per_sub_action"}}
+    assert per_bit_widths(model_on(lambda: IdentityEnvMultiBinary(4), **relax)) == [32]  # the policy's own
+
+    # Before 2026-12-07 the bits design left the width to the policy, whose default is 32: the file has no key.
+    old = RelaxA2C("MlpPolicy", env, seed=0, device="cpu", policy_kwargs={"cv_sub_action_net_arch": [32]})
+    old.learn(16).save(tmp_path / "model.zip")
+    (tmp_path / "old.zip").write_bytes(rewritten(tmp_path / "model.zip", without_the_per_bit_width))
+    loaded = RelaxA2C.load(tmp_path / "old.zip", env=env, device="cpu")
+    assert per_bit_widths(loaded) == [32]
+    for key, value in old.policy.state_dict().items():
+        assert torch.equal(value, loaded.policy.state_dict()[key]), key

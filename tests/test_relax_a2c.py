@@ -66,6 +66,22 @@ def test_save_load_round_trip_is_bit_exact(tmp_path) -> None:
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
 
 
+def test_the_control_variates_activation_and_per_bit_head_are_options_that_a_saved_model_keeps(tmp_path) -> None:
+    head = {"cv_activation_fn": torch.nn.ReLU, "cv_sub_action_net_arch": [16, 8]}
+    model = small_model(ENVS["multibinary"], policy_kwargs=head)  # bits: the per-bit head by default
+    cv = model.policy.control_variate
+    widths = [layer.out_features for layer in cv.block_net if isinstance(layer, torch.nn.Linear)]
+    assert widths == [16, 8, cv.z_dim // cv.n_blocks + 1]
+    activations = [type(layer) for layer in [*cv.block_net, *cv.net] if not isinstance(layer, torch.nn.Linear)]
+    assert activations and set(activations) == {torch.nn.ReLU}
+    model.learn(200)
+    model.save(tmp_path / "model.zip")
+    loaded = RelaxA2C.load(tmp_path / "model.zip", device="cpu")
+    assert str(loaded.policy.control_variate) == str(cv)
+    for key, value in model.policy.state_dict().items():
+        assert torch.equal(value, loaded.policy.state_dict()[key]), key
+
+
 def test_same_seed_gives_bit_identical_learning() -> None:
     runs = []
     for _ in range(2):

@@ -179,21 +179,23 @@ for kwargs in VARIANTS.values():
     if kwargs["pg_estimator"] == "all_action":
         kwargs["policy_kwargs"] = {"cv_arch": "linear", **kwargs.get("policy_kwargs", {})}
 VARIANTS["default"] = {}
+#: The bits default as it was measured on 2026-12-07 before its per-bit network narrowed to 16 units.
+HEAD_32 = {"policy_kwargs": {"cv_sub_action_net_arch": [32]}}
 # The default with φ's Adam at a larger step: on bits, does it fit q̂'s slopes as 16 steps do, at 4 steps' cost?
-VARIANTS["default_cv_lr_3e-3"] = {"cv_learning_rate": 3e-3}
-VARIANTS["default_cv_lr_1e-2"] = {"cv_learning_rate": 1e-2}
+VARIANTS["default_cv_lr_3e-3"] = {"cv_learning_rate": 3e-3, **HEAD_32}
+VARIANTS["default_cv_lr_1e-2"] = {"cv_learning_rate": 1e-2, **HEAD_32}
 # Issue 22's "capping φ's minibatch": on bits the per-bit head runs a network per bit and row, so φ's replay
 # minibatch sets the default's cost there
-VARIANTS["default_cv_batch_64"] = {"cv_batch_size": 64}
-VARIANTS["default_cv_batch_128"] = {"cv_batch_size": 128}
-# Issue 22, the bits default's cost: the per-bit head's hidden layer (32 tanh units, for each bit of each row) is
-# most of it. Narrower or ReLU heads, and the φ steps that the time saved would buy.
+VARIANTS["default_cv_batch_64"] = {"cv_batch_size": 64, **HEAD_32}
+VARIANTS["default_cv_batch_128"] = {"cv_batch_size": 128, **HEAD_32}
+# Issue 22, the bits default's cost: the per-bit head's hidden layer (32 tanh units, for each bit of each row) was
+# most of it. Narrower or ReLU heads, and the φ steps that the time saved would buy; ``default_head_tanh_16_4_steps``
+# is the bits default since then, ``default_head_tanh_32_4_steps`` the one before.
 for width in (16, 32):
     for name, activation in (("tanh", torch.nn.Tanh), ("relu", torch.nn.ReLU)):
         for steps in (4, 8):
             head = {"cv_activation_fn": activation, "cv_sub_action_net_arch": [width]}
             VARIANTS[f"default_head_{name}_{width}_{steps}_steps"] = {"cv_steps": steps, "policy_kwargs": head}
-del VARIANTS["default_head_tanh_32_4_steps"]  # the default itself
 EXACT = {"a2c_exact_v": "v", "all_action_exact_q": "q"}
 #: Timesteps at which a run on an env with an exact reference records its critics' fit (and at its end).
 FIT_AT = (2_000, 8_000, 20_000)

@@ -63,7 +63,8 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
     :param cv_net_arch: hidden layer sizes of ``ĉ_φ``
     :param cv_activation_fn: ``ĉ_φ``'s activation, as SB3's ``activation_fn`` is the policy's (default ``Tanh``)
     :param cv_sub_action_net_arch: hidden layer sizes of the network that the ``"per_sub_action"`` head runs
-        for every sub-action of every row: at hundreds of sub-actions it sets ``φ``'s cost
+        for every sub-action of every row: at hundreds of sub-actions it sets ``φ``'s cost. RelaxA2C's design
+        for ``MultiBinary`` actions passes ``[16]``
     :param cv_arch: ``"mlp"`` on ``[features, relaxed action]``; ``"linear"``, linear in the relaxed
         action with weights from the features; ``"centred"``, the same centred on the policy's mean
         (``w · (x − π) + b``, so that the slopes and the state part ``b`` are fitted apart); ``"per_sub_action"``,

@@ -129,6 +129,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         design = design_for(kind, given, self.policy_kwargs)
         self.pg_estimator, self.baseline = design["pg_estimator"], design["baseline"]
         self.cv_data, self.cv_steps = design["cv_data"], design["cv_steps"]
+        self.policy_kwargs = {**design["policy_kwargs"], **self.policy_kwargs}  # in the file: old files keep theirs
         check_options(
             cv_objective=cv_objective,
             cv_data=self.cv_data,

@@ -25,25 +25,28 @@ CV_DATA = ("rollout", "replay")
 BASELINES = ("value", "control_variate")
 #: RelaxA2C's design for the options left None, by kind of action space (docs/design.md §4, §9). Where every
 #: sub-action is a bit: the all-action form with ĉ as the whole baseline, its per-bit ``q̂`` fitted on the
-#: replay after V, 4 steps (benchmarks/critic_replay/README.md, "Defaults by action space"). Elsewhere, or with
-#: another estimator or a head the all-action form cannot sum exactly: RELAX with ``c = V + ĉ``, ĉ fitted on
-#: each rollout.
+#: replay after V, 4 steps, its per-bit network 16 units wide: the policy's 32 take twice the time at 256 bits
+#: and learn no faster (benchmarks/critic_replay/README.md, "Defaults by action space", "A narrower per-bit
+#: head"). Elsewhere, or with another estimator or a head the all-action form cannot sum exactly: RELAX with
+#: ``c = V + ĉ``, ĉ fitted on each rollout.
 DESIGNS: dict[type[ActionSpaceKind], dict[str, Any]] = {
     MultiBinaryActions: {
         "pg_estimator": "all_action",
         "baseline": "control_variate",
         "cv_data": "replay",
         "cv_steps": 4,
+        "policy_kwargs": {"cv_sub_action_net_arch": [16]},
     }
 }
-OTHER_DESIGN = {"pg_estimator": "relax", "baseline": "value", "cv_data": "rollout", "cv_steps": 1}
+OTHER_DESIGN = {"pg_estimator": "relax", "baseline": "value", "cv_data": "rollout", "cv_steps": 1, "policy_kwargs": {}}
 
 
 def design_for(
     kind: ActionSpaceKind | None, given: Mapping[str, Any], policy_kwargs: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The design options' values: ``given``'s, and for those left None ``kind``'s design, if ``given`` and
-    ``policy_kwargs`` choose nothing it cannot use, else :data:`OTHER_DESIGN`."""
+    ``policy_kwargs`` choose nothing it cannot use, else :data:`OTHER_DESIGN`. Its ``policy_kwargs`` are the
+    design's defaults for the policy, below those the caller gives."""
     design = DESIGNS.get(type(kind), OTHER_DESIGN)
     head_fits = policy_kwargs.get("cv_arch") in (None, *AFFINE) and not policy_kwargs.get("cv_relaxed_input")
     if given.get("pg_estimator") not in (None, design["pg_estimator"]) or not head_fits:
