@@ -33,7 +33,7 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "no-replay": ("CartPole-v1", {"critic_replay": 0, "cv_objective": "logits"}),
     "control": ("CartPole-v1", {"pg_estimator": "a2c"}),
     "params-objective": ("CartPole-v1", {"critic_replay": 0, "cv_objective": "params", "cv_steps": 2}),
-    "default-bits": ("relax_rl/TargetMatching-D8-v0", {}),  # ĉ the whole baseline, per-bit q̂ (since 2026-12-07)
+    "default-bits": ("relax_rl/TargetMatching-D8-v0", {}),  # ĉ the whole baseline, per-bit q̂ of 16 units (12-07)
     "all-action-bits": (  # the options as they were before bits had defaults of their own
         "relax_rl/TargetMatching-D8-v0",
         {
@@ -53,7 +53,7 @@ CONFIGS: dict[str, tuple[str, dict]] = {
             "cv_objective": "regression",
             "cv_steps": 2,
             "critic_target": "corrected",
-            "policy_kwargs": {"cv_arch": "per_sub_action"},
+            "policy_kwargs": {"cv_arch": "per_sub_action", "cv_sub_action_net_arch": [32]},  # as before bits' design
         },
     ),
     "multidiscrete-target-matching": ("relax_rl/TargetMatchingMultiDiscrete-D8-v0", {}),

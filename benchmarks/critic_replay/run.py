@@ -176,8 +176,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 MEASURED_WITH = {"pg_estimator": "relax", "baseline": "value", "cv_data": "rollout", "cv_steps": 1}
 VARIANTS = {name: {**MEASURED_WITH, **kwargs} for name, kwargs in VARIANTS.items()}
 for kwargs in VARIANTS.values():
-    if kwargs["pg_estimator"] == "all_action":
-        kwargs["policy_kwargs"] = {"cv_arch": "linear", **kwargs.get("policy_kwargs", {})}
+    if kwargs["pg_estimator"] == "all_action":  # and the per-bit network 32 wide, before bits' design narrowed it
+        head = {"cv_arch": "linear", "cv_sub_action_net_arch": [32]}
+        kwargs["policy_kwargs"] = {**head, **kwargs.get("policy_kwargs", {})}
 VARIANTS["default"] = {}
 #: The bits default as it was measured on 2026-12-07 before its per-bit network narrowed to 16 units.
 HEAD_32 = {"policy_kwargs": {"cv_sub_action_net_arch": [32]}}
