@@ -516,6 +516,37 @@ def test_centred_and_per_sub_action_all_action_is_exact_by_enumeration(design: s
     torch.testing.assert_close(estimate, exact, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("free", [2, 0], ids=["with-a-projection", "params-only"])
+@pytest.mark.parametrize("case", [0, 2], ids=["bits", "blocks-of-3"])
+def test_the_per_sub_action_head_is_its_block_network_on_each_sub_actions_own_input(free: int, case: int) -> None:
+    """``(w_i, b_i) = g([θ_i, e_i, P_i(context)])`` as the docstring writes it, one sub-action at a time: the
+    head computes it without building that input, and must stay the same function, gradients included."""
+    relaxation, theta, n_blocks, _ = AFFINE_CASES[case]
+    torch.manual_seed(1)
+    cv = LinearControlVariate(
+        relaxation, len(theta), free + len(theta), (8,), params_dim=len(theta), n_blocks=n_blocks, per_sub_action=True
+    ).double()
+    with torch.no_grad():
+        for p in cv.parameters():
+            p.add_(torch.randn_like(p))
+    context = torch.randn(6, free + len(theta), dtype=torch.double)
+    params = context[:, free:].unflatten(1, (n_blocks, -1))
+    by_sub_action = []
+    for i in range(n_blocks):
+        parts = [params[:, i], cv.embedding.weight[i].expand(6, -1)]
+        if free:
+            parts.append(cv.projection(context[:, :free]).unflatten(1, (n_blocks, -1))[:, i])
+        by_sub_action.append(cv.block_net(torch.cat(parts, dim=-1)))
+    out = torch.stack(by_sub_action, dim=1)
+    expected = (out[..., :-1].flatten(1), out[..., -1].sum(-1) + cv.net(context).squeeze(-1))
+    slopes, offset = cv.slopes_and_offset(context)
+    torch.testing.assert_close((slopes, offset), expected)
+    weights = [p for name, p in cv.named_parameters() if not name.startswith("temperature")]  # τ: not read here
+    grads = torch.autograd.grad((slopes.sin().sum() + offset.cos().sum()), weights)
+    expected_grads = torch.autograd.grad((expected[0].sin().sum() + expected[1].cos().sum()), weights)
+    torch.testing.assert_close(grads, expected_grads)
+
+
 def test_centred_and_per_sub_action_heads_name_what_they_need() -> None:
     with pytest.raises(ValueError, match="params_dim > 0"):
         LinearControlVariate(BernoulliRelaxation(), 4, context_dim=4, centred=True)

@@ -210,14 +210,26 @@ class LinearControlVariate(_LearnedControlVariate):
         if not self.per_sub_action:
             out = self.net(context)
             return out[:, :-1], out[:, -1]
-        batch = context.shape[0]
-        parts = [self._params(context).unflatten(1, (self.n_blocks, -1))]
-        parts.append(self.embedding.weight.unsqueeze(0).expand(batch, -1, -1))
-        if self.projection is not None:
-            shared = context[:, : context.shape[1] - self.params_dim]
-            parts.append(self.projection(shared).unflatten(1, (self.n_blocks, -1)))
-        out = self.block_net(torch.cat(parts, dim=-1))  # (batch, blocks, block size + 1)
+        out = self.block_net[1:](self._block_net_first_layer(context))  # (batch, blocks, block size + 1)
         return out[..., :-1].flatten(1), out[..., -1].sum(-1) + self.net(context).squeeze(-1)
+
+    def _block_net_first_layer(self, context: Tensor) -> Tensor:
+        """``block_net``'s first layer on ``[θ_i, e_i, P_i(context)]`` for every sub-action ``i``: ``(batch, blocks,
+        width)``. That input is never built. Its weight is split by part, and the projection composed with its part
+        into one map of the context. This is the same function, but each pass over ``batch × blocks`` rows costs
+        more than the network's arithmetic at hundreds of sub-actions, and this makes fewer of them."""
+        first = self.block_net[0]
+        params = self._params(context).unflatten(1, (self.n_blocks, -1))
+        k, e = params.shape[-1], self.embedding.embedding_dim
+        w_params, w_embedding, w_shared = first.weight.split([k, e, first.in_features - k - e], dim=1)
+        per_block = self.embedding.weight @ w_embedding.T + first.bias  # (blocks, width)
+        if self.projection is not None:
+            projection = self.projection.weight.unflatten(0, (self.n_blocks, e))  # (blocks, e, shared)
+            per_block = per_block + self.projection.bias.unflatten(0, (self.n_blocks, e)) @ w_shared.T
+            composed = torch.einsum("bes,we->sbw", projection, w_shared).flatten(1)  # (shared, blocks × width)
+            shared = context[:, : context.shape[1] - self.params_dim]
+            per_block = (shared @ composed).unflatten(1, (self.n_blocks, -1)) + per_block
+        return per_block + (params * w_params.squeeze(1) if k == 1 else params @ w_params.T)
 
     def centre(self, context: Tensor) -> Tensor | float:
         """``m``: the indicator's mean under the distribution (centred), else 0."""
