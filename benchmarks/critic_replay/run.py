@@ -174,14 +174,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
 #: above was measured with (the all-action head was linear on every space), so that each keeps meaning what it
 #: measured. ``default`` is RelaxA2C's own defaults, whatever they are on the env.
 MEASURED_WITH = {"pg_estimator": "relax", "baseline": "value", "cv_data": "rollout", "cv_steps": 1}
+#: The per-bit network's width before bits' design narrowed it to 16 units (2026-12-07): every all-action variant
+#: above, and the bits default's variants below that were measured with it.
+HEAD_32 = {"policy_kwargs": {"cv_sub_action_net_arch": [32]}}
 VARIANTS = {name: {**MEASURED_WITH, **kwargs} for name, kwargs in VARIANTS.items()}
 for kwargs in VARIANTS.values():
-    if kwargs["pg_estimator"] == "all_action":  # and the per-bit network 32 wide, before bits' design narrowed it
-        head = {"cv_arch": "linear", "cv_sub_action_net_arch": [32]}
+    if kwargs["pg_estimator"] == "all_action":
+        head = {"cv_arch": "linear", **HEAD_32["policy_kwargs"]}
         kwargs["policy_kwargs"] = {**head, **kwargs.get("policy_kwargs", {})}
 VARIANTS["default"] = {}
-#: The bits default as it was measured on 2026-12-07 before its per-bit network narrowed to 16 units.
-HEAD_32 = {"policy_kwargs": {"cv_sub_action_net_arch": [32]}}
 # The default with φ's Adam at a larger step: on bits, does it fit q̂'s slopes as 16 steps do, at 4 steps' cost?
 VARIANTS["default_cv_lr_3e-3"] = {"cv_learning_rate": 3e-3, **HEAD_32}
 VARIANTS["default_cv_lr_1e-2"] = {"cv_learning_rate": 1e-2, **HEAD_32}

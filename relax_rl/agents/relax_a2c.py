@@ -78,8 +78,9 @@ class RelaxA2C(TensorRolloutMixin, A2C):
     for a ``Box``) with ``c = V + ĉ``, ``ĉ`` fitted on each rollout, before θ steps, by regression to the
     advantage (no double backward), reading ``h``. For ``MultiBinary`` actions, the design that needs the
     fewest updates on 64- and 256-bit target matching: the all-action form with ``ĉ`` as the whole baseline,
-    a per-bit ``q̂`` (``cv_arch="per_sub_action"``) fitted on the replay after ``V``, 4 steps
-    (``pg_estimator="all_action"``, ``baseline="control_variate"``, ``cv_data="replay"``, ``cv_steps=4``).
+    a per-bit ``q̂`` (``cv_arch="per_sub_action"``, 16 units per bit) fitted on the replay after ``V``, 4 steps
+    (``pg_estimator="all_action"``, ``baseline="control_variate"``, ``cv_data="replay"``, ``cv_steps=4``,
+    ``policy_kwargs={"cv_sub_action_net_arch": [16]}``).
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -129,7 +130,7 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         design = design_for(kind, given, self.policy_kwargs)
         self.pg_estimator, self.baseline = design["pg_estimator"], design["baseline"]
         self.cv_data, self.cv_steps = design["cv_data"], design["cv_steps"]
-        self.policy_kwargs = {**design["policy_kwargs"], **self.policy_kwargs}  # in the file: old files keep theirs
+        self.policy_kwargs = {**design.get("policy_kwargs", {}), **self.policy_kwargs}  # saved: old files keep theirs
         check_options(
             cv_objective=cv_objective,
             cv_data=self.cv_data,

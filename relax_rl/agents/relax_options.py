@@ -38,15 +38,15 @@ DESIGNS: dict[type[ActionSpaceKind], dict[str, Any]] = {
         "policy_kwargs": {"cv_sub_action_net_arch": [16]},
     }
 }
-OTHER_DESIGN = {"pg_estimator": "relax", "baseline": "value", "cv_data": "rollout", "cv_steps": 1, "policy_kwargs": {}}
+OTHER_DESIGN = {"pg_estimator": "relax", "baseline": "value", "cv_data": "rollout", "cv_steps": 1}
 
 
 def design_for(
     kind: ActionSpaceKind | None, given: Mapping[str, Any], policy_kwargs: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The design options' values: ``given``'s, and for those left None ``kind``'s design, if ``given`` and
-    ``policy_kwargs`` choose nothing it cannot use, else :data:`OTHER_DESIGN`. Its ``policy_kwargs`` are the
-    design's defaults for the policy, below those the caller gives."""
+    ``policy_kwargs`` choose nothing it cannot use, else :data:`OTHER_DESIGN`. A design's ``policy_kwargs``, where
+    it has them, are its defaults for the policy, below those the caller gives."""
     design = DESIGNS.get(type(kind), OTHER_DESIGN)
     head_fits = policy_kwargs.get("cv_arch") in (None, *AFFINE) and not policy_kwargs.get("cv_relaxed_input")
     if given.get("pg_estimator") not in (None, design["pg_estimator"]) or not head_fits:

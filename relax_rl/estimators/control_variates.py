@@ -229,7 +229,7 @@ class LinearControlVariate(_LearnedControlVariate):
             composed = torch.einsum("bes,we->sbw", projection, w_shared).flatten(1)  # (shared, blocks × width)
             shared = context[:, : context.shape[1] - self.params_dim]
             per_block = (shared @ composed).unflatten(1, (self.n_blocks, -1)) + per_block
-        return per_block + (params * w_params.squeeze(1) if k == 1 else params @ w_params.T)
+        return per_block + params @ w_params.T
 
     def centre(self, context: Tensor) -> Tensor | float:
         """``m``: the indicator's mean under the distribution (centred), else 0."""
