@@ -186,6 +186,9 @@ VARIANTS["default"] = {}
 # The default with φ's Adam at a larger step: on bits, does it fit q̂'s slopes as 16 steps do, at 4 steps' cost?
 VARIANTS["default_cv_lr_3e-3"] = {"cv_learning_rate": 3e-3, **HEAD_32}
 VARIANTS["default_cv_lr_1e-2"] = {"cv_learning_rate": 1e-2, **HEAD_32}
+# The same question for the 16-unit head, the bits default since 2026-12-07 (issue 21's slope R² goal)
+VARIANTS["default_head_16_cv_lr_2e-3"] = {"cv_learning_rate": 2e-3}
+VARIANTS["default_head_16_cv_lr_3e-3"] = {"cv_learning_rate": 3e-3}
 # Issue 22's "capping φ's minibatch": on bits the per-bit head runs a network per bit and row, so φ's replay
 # minibatch sets the default's cost there
 VARIANTS["default_cv_batch_64"] = {"cv_batch_size": 64, **HEAD_32}
