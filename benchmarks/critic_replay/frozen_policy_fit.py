@@ -1,0 +1,78 @@
+"""Is the critics' error at 20k steps a lag behind the policy, the noise of their targets, or a fit that is slow?
+
+Issue 21 asks for a state baseline whose rmse against the exact ``V*`` at 20k steps (D64) is half of what it was.
+Each design trains ``--steps`` timesteps on one-step target matching (SB3's 8 x 5, lr 5.6e-3); the critics'
+fit is recorded then, on the 1024 fixed contexts ``run.py``'s ``FitRecorder`` uses. Then θ stops (its learning
+rate is set to 0, so the policy and ``V*`` no longer move) and training goes on, ``φ`` and ``V`` fitting fresh
+rollouts of the frozen policy as they did before, with φ's Adam at each ``--cv-lrs``. The fit is recorded again
+after each of ``--more`` further timesteps.
+
+- If the error were the policy's lead (lag), it would fall within a replay's length (32 rollouts, 1280 steps)
+  once θ stops.
+- If it were the noise of single-sample targets, it would stay where it was: the targets are as noisy as before.
+- If the fit is slow, it keeps falling over thousands of updates, and a larger step makes it fall faster.
+
+    .venv/bin/python benchmarks/critic_replay/frozen_policy_fit.py --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+import torch
+from run import HERE, VARIANTS, FitRecorder, study_meta
+
+from relax_rl import RelaxA2C
+from relax_rl.diagnose import critic_fit
+from relax_rl.envs import exact_reference, make_vec_env
+
+KEYS = ("state_part_rmse", "v_rmse", "slope_r2", "slope_r2_weighted")
+
+
+def fit_at(model: RelaxA2C, recorder: FitRecorder) -> dict[str, float]:
+    fit = critic_fit(model, recorder.reference, recorder.obs, recorder.horizon)
+    return {key: round(fit[key], 4) for key in KEYS if key in fit}
+
+
+def run_seed(env_id: str, variant: str, seed: int, steps: int, more: list[int], cv_lrs: list[float]) -> dict:
+    torch.set_num_threads(1)
+    env = make_vec_env(env_id, 8, seed, backend="gymnasium")
+    recorder = FitRecorder(exact_reference(env), env.observation_space.shape[0], 5)
+    model = RelaxA2C("MlpPolicy", env, learning_rate=5.6e-3, seed=seed, device="cpu", **VARIANTS[variant])
+    model.learn(steps)
+    result = {"env": env_id, "variant": variant, "seed": seed, "steps": steps, "trained": fit_at(model, recorder)}
+    saved = io.BytesIO()
+    model.save(saved)
+    for cv_lr in cv_lrs:
+        saved.seek(0)
+        frozen = RelaxA2C.load(saved, env=env, device="cpu")
+        frozen.lr_schedule = lambda _: 0.0  # θ and ψ stand still: RMSprop's step is the learning rate times a ratio
+        frozen.cv_lr_schedule = lambda _, lr=cv_lr: lr
+        fits = {}
+        for extra in more:
+            frozen.learn(steps + extra - frozen.num_timesteps, reset_num_timesteps=False)
+            fits[str(extra)] = fit_at(frozen, recorder)
+        result[f"frozen_cv_lr_{cv_lr:g}"] = fits
+        print(f"{variant} s{seed} cv_lr {cv_lr:g}: trained {result['trained']}, frozen {fits}", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="relax_rl/TargetMatching-D64-v0")
+    parser.add_argument("--variant", default="default", choices=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--more", nargs="+", type=int, default=[1280, 5000, 10000, 20000, 40000])
+    parser.add_argument("--cv-lrs", nargs="+", type=float, default=[1e-3, 3e-4])
+    parser.add_argument("--out", type=Path, default=HERE / "frozen_policy_fit.json")
+    args = parser.parse_args()
+    results = [run_seed(args.env, args.variant, seed, args.steps, args.more, args.cv_lrs) for seed in args.seeds]
+    args.out.write_text(json.dumps({**study_meta("frozen_policy_fit.py", args), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
