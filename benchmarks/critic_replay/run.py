@@ -189,6 +189,11 @@ VARIANTS["default_cv_lr_1e-2"] = {"cv_learning_rate": 1e-2, **HEAD_32}
 # The same question for the 16-unit head, the bits default since 2026-12-07 (issue 21's slope R² goal)
 VARIANTS["default_head_16_cv_lr_2e-3"] = {"cv_learning_rate": 2e-3}
 VARIANTS["default_head_16_cv_lr_3e-3"] = {"cv_learning_rate": 3e-3}
+# Faster slope fits at the default's cost (issue 21's R² goal): on one-step tasks ĉ's target r(x, a) does not age, so a
+# longer replay only adds data; or twice the Adam steps on half the rows; or both with the larger step
+VARIANTS["default_replay_128"] = {"critic_replay": 128}
+VARIANTS["default_8_steps_128_rows"] = {"cv_steps": 8, "cv_batch_size": 128}
+VARIANTS["default_8_steps_128_rows_cv_lr_3e-3"] = {"cv_steps": 8, "cv_batch_size": 128, "cv_learning_rate": 3e-3}
 # Issue 22's "capping φ's minibatch": on bits the per-bit head runs a network per bit and row, so φ's replay
 # minibatch sets the default's cost there
 VARIANTS["default_cv_batch_64"] = {"cv_batch_size": 64, **HEAD_32}
