@@ -198,6 +198,10 @@ VARIANTS["default_8_steps_128_rows_cv_lr_3e-3"] = {"cv_steps": 8, "cv_batch_size
 # minibatch sets the default's cost there
 VARIANTS["default_cv_batch_64"] = {"cv_batch_size": 64, **HEAD_32}
 VARIANTS["default_cv_batch_128"] = {"cv_batch_size": 128, **HEAD_32}
+# Issue 22, wall-clock time to solve CartPole: at 8 envs an update costs the same whatever the rollout's length,
+# so longer rollouts spread it over more steps. SB3's A2C takes 5 steps per env.
+VARIANTS["default_n_steps_10"] = {"n_steps": 10}
+VARIANTS["default_n_steps_20"] = {"n_steps": 20}
 # Issue 22, the bits default's cost: the per-bit head's hidden layer (32 tanh units, for each bit of each row) was
 # most of it. Narrower or ReLU heads, and the φ steps that the time saved would buy; ``default_head_tanh_16_4_steps``
 # is the bits default since then, ``default_head_tanh_32_4_steps`` the one before.
