@@ -60,6 +60,37 @@ def run_seed(env_id: str, variant: str, seed: int, steps: int, more: list[int], 
     return result
 
 
+def report(path: Path) -> None:
+    """A markdown table (medians over seeds) on stdout and a PNG beside the JSON: each fit against the extra steps."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    results = json.loads(path.read_text())["results"]
+    runs = sorted(key for key in results[0] if key.startswith("frozen_"))
+    extras = list(results[0][runs[0]])
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    print("| θ frozen, then | extra steps | state part rmse | slope R² | weighted slope R² |\n|---|---|---|---|---|")
+    for run in runs:
+        points = [{key: [r["trained"][key], *(r[run][e][key] for e in extras)] for key in KEYS} for r in results]
+        median = {key: np.median([p[key] for p in points], axis=0) for key in KEYS}
+        label = f"φ's Adam at {run.removeprefix('frozen_cv_lr_')}"
+        for i, extra in enumerate(["0", *extras]):
+            cells = " | ".join(f"{median[key][i]:.3f}" for key in ("state_part_rmse", "slope_r2", "slope_r2_weighted"))
+            print(f"| {label} | {extra} | {cells} |")
+        steps = [0, *(int(e) / 1000 for e in extras)]
+        axes[0].plot(steps, median["state_part_rmse"], marker="o", label=label)
+        axes[1].plot(steps, median["slope_r2_weighted"], marker="o", label=label)
+    axes[0].set(xlabel="thousands of timesteps after θ stopped", ylabel="rmse of E_π[ĉ] against V*", title="state part")
+    axes[1].set(xlabel="thousands of timesteps after θ stopped", ylabel="R² weighted by p(1−p)", title="q̂'s slopes")
+    for ax in axes:
+        ax.legend()
+        ax.grid(alpha=0.3)
+    where = f"{results[0]['env']}, {results[0]['variant']}"
+    figure.suptitle(f"{where}: the critics' fit once the policy stops (medians of {len(results)} seeds)")
+    figure.tight_layout()
+    figure.savefig(path.with_suffix(".png"), dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="relax_rl/TargetMatching-D64-v0")
@@ -69,9 +100,14 @@ def main() -> None:
     parser.add_argument("--more", nargs="+", type=int, default=[1280, 5000, 10000, 20000, 40000])
     parser.add_argument("--cv-lrs", nargs="+", type=float, default=[1e-3, 3e-4])
     parser.add_argument("--out", type=Path, default=HERE / "frozen_policy_fit.json")
+    parser.add_argument("--report", action="store_true", help="only the table and the plot of --out's results")
     args = parser.parse_args()
+    if args.report:
+        report(args.out)
+        return
     results = [run_seed(args.env, args.variant, seed, args.steps, args.more, args.cv_lrs) for seed in args.seeds]
     args.out.write_text(json.dumps({**study_meta("frozen_policy_fit.py", args), "results": results}, indent=2))
+    report(args.out)
 
 
 if __name__ == "__main__":

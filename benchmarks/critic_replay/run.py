@@ -202,6 +202,9 @@ VARIANTS["default_cv_batch_128"] = {"cv_batch_size": 128, **HEAD_32}
 # so longer rollouts spread it over more steps. SB3's A2C takes 5 steps per env.
 VARIANTS["default_n_steps_10"] = {"n_steps": 10}
 VARIANTS["default_n_steps_20"] = {"n_steps": 20}
+VARIANTS["a2c_n_steps_10"] = {"n_steps": 10}  # their control: SB3's A2C given the same rollouts
+#: The variants that are SB3's own A2C, with their keywords
+SB3_A2C = {"a2c": {}, "a2c_n_steps_10": VARIANTS["a2c_n_steps_10"]}
 # Issue 22, the bits default's cost: the per-bit head's hidden layer (32 tanh units, for each bit of each row) was
 # most of it. Narrower or ReLU heads, and the φ steps that the time saved would buy; ``default_head_tanh_16_4_steps``
 # is the bits default since then, ``default_head_tanh_32_4_steps`` the one before.
@@ -350,7 +353,10 @@ def run_one(
     if normalize:  # as the zoo's configs do for MuJoCo; the episode returns read are the raw ones
         env = VecNormalize(env)
     kwargs = {"learning_rate": lr, "seed": seed, "device": "cpu"}
-    model = A2C("MlpPolicy", env, **kwargs) if variant == "a2c" else relax_model(variant, env, **kwargs)
+    if variant in SB3_A2C:
+        model = A2C("MlpPolicy", env, **SB3_A2C[variant], **kwargs)
+    else:
+        model = relax_model(variant, env, **kwargs)
     stopper = StopWhenSolved(threshold, progress, f"{variant} lr={lr:g} s{seed}")
     callbacks: list[BaseCallback] = [stopper]
     reference = None if normalize else exact_reference(env)
@@ -358,7 +364,7 @@ def run_one(
         if reference is None:
             raise SystemExit(f"{variant} needs an env with an exact reference (target matching), not {env_id}")
         with_exact_critic(model, reference, EXACT[variant])
-    if reference is not None and variant != "a2c":
+    if reference is not None and variant not in SB3_A2C:
         callbacks.append(FitRecorder(reference, env.observation_space.shape[0], model.n_steps))
     start = time.perf_counter()
     model.learn(budget, callback=callbacks)

@@ -29,16 +29,17 @@ from relax_rl import RelaxA2C
 from relax_rl.envs import make_vec_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "critic_replay"))
+from run import SB3_A2C
 from run import VARIANTS as REPLAY_VARIANTS
 
 #: RelaxA2C without a replay, as it was before the critic-replay study made the replay its default.
 NO_REPLAY = {"critic_replay": 0, "cv_objective": "logits", "cv_horizon_input": False}
 CONFIGS = {
-    "a2c": (A2C, {}),
+    **{name: (A2C, kwargs) for name, kwargs in SB3_A2C.items()},
     "relax_a2c, no replay (logits)": (RelaxA2C, NO_REPLAY),
     "relax_a2c, no replay (params)": (RelaxA2C, {**NO_REPLAY, "cv_objective": "params"}),
     "relax_a2c, no replay (logits, linear head)": (RelaxA2C, {**NO_REPLAY, "policy_kwargs": {"cv_arch": "linear"}}),
-    **{name: (RelaxA2C, kwargs) for name, kwargs in REPLAY_VARIANTS.items() if name != "a2c"},
+    **{name: (RelaxA2C, kwargs) for name, kwargs in REPLAY_VARIANTS.items() if name not in SB3_A2C},
 }
 
 
