@@ -10,7 +10,7 @@ after each of ``--more`` further timesteps.
 - If the error were the policy's lead (lag), it would fall within a replay's length (32 rollouts, 1280 steps)
   once θ stops.
 - If it were the noise of single-sample targets, it would stay where it was: the targets are as noisy as before.
-- If the fit is slow, it keeps falling over thousands of updates, and a larger step makes it fall faster.
+- If the fit is slow, it keeps falling over thousands of updates.
 
     .venv/bin/python benchmarks/critic_replay/frozen_policy_fit.py --seeds 0 1 2
 """
