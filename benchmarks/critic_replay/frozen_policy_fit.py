@@ -2,10 +2,10 @@
 
 Issue 21 asks for a state baseline whose rmse against the exact ``V*`` at 20k steps (D64) is half of what it was.
 Each design trains ``--steps`` timesteps on one-step target matching (SB3's 8 x 5, lr 5.6e-3); the critics'
-fit is recorded then, on the 1024 fixed contexts ``run.py``'s ``FitRecorder`` uses. Then θ stops (its learning
-rate is set to 0, so the policy and ``V*`` no longer move) and training goes on, ``φ`` and ``V`` fitting fresh
-rollouts of the frozen policy as they did before, with φ's Adam at each ``--cv-lrs``. The fit is recorded again
-after each of ``--more`` further timesteps.
+fit is recorded then, on the 1024 fixed contexts ``run.py``'s ``FitRecorder`` uses. Then θ stops (it is put back
+before every rollout, so the policy and ``V*`` no longer move) and training goes on, ``V`` and ``φ`` fitting fresh
+rollouts of the frozen policy as they did before, ``V`` at its learning rate and φ's Adam at each ``--cv-lrs``. The
+fit is recorded again after each of ``--more`` further timesteps.
 
 - If the error were the policy's lead (lag), it would fall within a replay's length (32 rollouts, 1280 steps)
   once θ stops.
@@ -24,12 +24,28 @@ from pathlib import Path
 
 import torch
 from run import HERE, VARIANTS, FitRecorder, study_meta
+from stable_baselines3.common.callbacks import BaseCallback
 
 from relax_rl import RelaxA2C
 from relax_rl.diagnose import critic_fit
 from relax_rl.envs import exact_reference, make_vec_env
 
 KEYS = ("state_part_rmse", "v_rmse", "slope_r2", "slope_r2_weighted")
+
+
+class FrozenActor(BaseCallback):
+    """Puts θ back before every rollout: the policy acts and is scored as it was, while ``V`` and φ train on."""
+
+    def _init_callback(self) -> None:
+        self.theta = [p.detach().clone() for p in self.model.policy.actor_parameters()]
+
+    def _on_rollout_start(self) -> None:
+        with torch.no_grad():
+            for param, value in zip(self.model.policy.actor_parameters(), self.theta, strict=True):
+                param.copy_(value)
+
+    def _on_step(self) -> bool:
+        return True
 
 
 def fit_at(model: RelaxA2C, recorder: FitRecorder) -> dict[str, float]:
@@ -49,11 +65,11 @@ def run_seed(env_id: str, variant: str, seed: int, steps: int, more: list[int], 
     for cv_lr in cv_lrs:
         saved.seek(0)
         frozen = RelaxA2C.load(saved, env=env, device="cpu")
-        frozen.lr_schedule = lambda _: 0.0  # θ and ψ stand still: RMSprop's step is the learning rate times a ratio
         frozen.cv_lr_schedule = lambda _, lr=cv_lr: lr
+        actor = FrozenActor()
         fits = {}
         for extra in more:
-            frozen.learn(steps + extra - frozen.num_timesteps, reset_num_timesteps=False)
+            frozen.learn(steps + extra - frozen.num_timesteps, callback=actor, reset_num_timesteps=False)
             fits[str(extra)] = fit_at(frozen, recorder)
         result[f"frozen_cv_lr_{cv_lr:g}"] = fits
         print(f"{variant} s{seed} cv_lr {cv_lr:g}: trained {result['trained']}, frozen {fits}", flush=True)
@@ -66,21 +82,25 @@ def report(path: Path) -> None:
     import numpy as np
 
     results = json.loads(path.read_text())["results"]
+    keys = [key for key in KEYS if key in results[0]["trained"]]
+    baseline = "state_part_rmse" if "state_part_rmse" in keys else "v_rmse"  # what the estimator subtracts
     runs = sorted(key for key in results[0] if key.startswith("frozen_"))
     extras = list(results[0][runs[0]])
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    print("| θ frozen, then | extra steps | state part rmse | slope R² | weighted slope R² |\n|---|---|---|---|---|")
+    print(f"| θ frozen, then | extra steps | {' | '.join(keys)} |\n|---|---|{'---|' * len(keys)}")
     for run in runs:
-        points = [{key: [r["trained"][key], *(r[run][e][key] for e in extras)] for key in KEYS} for r in results]
-        median = {key: np.median([p[key] for p in points], axis=0) for key in KEYS}
+        points = [{key: [r["trained"][key], *(r[run][e][key] for e in extras)] for key in keys} for r in results]
+        median = {key: np.median([p[key] for p in points], axis=0) for key in keys}
         label = f"φ's Adam at {run.removeprefix('frozen_cv_lr_')}"
         for i, extra in enumerate(["0", *extras]):
-            cells = " | ".join(f"{median[key][i]:.3f}" for key in ("state_part_rmse", "slope_r2", "slope_r2_weighted"))
-            print(f"| {label} | {extra} | {cells} |")
+            print(f"| {label} | {extra} | {' | '.join(f'{median[key][i]:.3f}' for key in keys)} |")
         steps = [0, *(int(e) / 1000 for e in extras)]
-        axes[0].plot(steps, median["state_part_rmse"], marker="o", label=label)
-        axes[1].plot(steps, median["slope_r2_weighted"], marker="o", label=label)
-    axes[0].set(xlabel="thousands of timesteps after θ stopped", ylabel="rmse of E_π[ĉ] against V*", title="state part")
+        axes[0].plot(steps, median[baseline], marker="o", label=label)
+        if "slope_r2_weighted" in keys:
+            axes[1].plot(steps, median["slope_r2_weighted"], marker="o", label=label)
+    axes[0].set(
+        xlabel="thousands of timesteps after θ stopped", ylabel=f"{baseline} against V*", title="state baseline"
+    )
     axes[1].set(xlabel="thousands of timesteps after θ stopped", ylabel="R² weighted by p(1−p)", title="q̂'s slopes")
     for ax in axes:
         ax.legend()
