@@ -91,7 +91,7 @@ def report(path: Path) -> None:
     for run in runs:
         points = [{key: [r["trained"][key], *(r[run][e][key] for e in extras)] for key in keys} for r in results]
         median = {key: np.median([p[key] for p in points], axis=0) for key in keys}
-        label = f"φ's Adam at {run.removeprefix('frozen_cv_lr_')}"
+        label = f"φ's Adam at {run.removeprefix('frozen_cv_lr_')}" if baseline == "state_part_rmse" else "V̂ (no ĉ)"
         for i, extra in enumerate(["0", *extras]):
             print(f"| {label} | {extra} | {' | '.join(f'{median[key][i]:.3f}' for key in keys)} |")
         steps = [0, *(int(e) / 1000 for e in extras)]
@@ -103,7 +103,8 @@ def report(path: Path) -> None:
     )
     axes[1].set(xlabel="thousands of timesteps after θ stopped", ylabel="R² weighted by p(1−p)", title="q̂'s slopes")
     for ax in axes:
-        ax.legend()
+        if ax.lines:
+            ax.legend()
         ax.grid(alpha=0.3)
     where = f"{results[0]['env']}, {results[0]['variant']}"
     figure.suptitle(f"{where}: the critics' fit once the policy stops (medians of {len(results)} seeds)")
