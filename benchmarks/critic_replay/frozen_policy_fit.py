@@ -86,7 +86,9 @@ def report(path: Path) -> None:
     baseline = "state_part_rmse" if "state_part_rmse" in keys else "v_rmse"  # what the estimator subtracts
     runs = sorted(key for key in results[0] if key.startswith("frozen_"))
     extras = list(results[0][runs[0]])
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    slopes = "slope_r2_weighted" in keys  # a design without ĉ has none
+    figure, axes = plt.subplots(1, 1 + slopes, figsize=(5 + 5 * slopes, 3.8), squeeze=False)
+    axes = axes[0]
     print(f"| θ frozen, then | extra steps | {' | '.join(keys)} |\n|---|---|{'---|' * len(keys)}")
     for run in runs:
         points = [{key: [r["trained"][key], *(r[run][e][key] for e in extras)] for key in keys} for r in results]
@@ -96,18 +98,17 @@ def report(path: Path) -> None:
             print(f"| {label} | {extra} | {' | '.join(f'{median[key][i]:.3f}' for key in keys)} |")
         steps = [0, *(int(e) / 1000 for e in extras)]
         axes[0].plot(steps, median[baseline], marker="o", label=label)
-        if "slope_r2_weighted" in keys:
+        if slopes:
             axes[1].plot(steps, median["slope_r2_weighted"], marker="o", label=label)
-    axes[0].set(
-        xlabel="thousands of timesteps after θ stopped", ylabel=f"{baseline} against V*", title="state baseline"
-    )
-    axes[1].set(xlabel="thousands of timesteps after θ stopped", ylabel="R² weighted by p(1−p)", title="q̂'s slopes")
+    after = "thousands of timesteps after θ stopped"
+    axes[0].set(xlabel=after, ylabel=f"{baseline} against V*", title="state baseline")
+    if slopes:
+        axes[1].set(xlabel=after, ylabel="R² weighted by p(1−p)", title="q̂'s slopes")
     for ax in axes:
-        if ax.lines:
-            ax.legend()
+        ax.legend()
         ax.grid(alpha=0.3)
     where = f"{results[0]['env']}, {results[0]['variant']}"
-    figure.suptitle(f"{where}: the critics' fit once the policy stops (medians of {len(results)} seeds)")
+    figure.suptitle(f"{where}:\nthe critics' fit once the policy stops (medians of {len(results)} seeds)", fontsize=10)
     figure.tight_layout()
     figure.savefig(path.with_suffix(".png"), dpi=110)
 
