@@ -34,15 +34,24 @@ KEYS = ("state_part_rmse", "v_rmse", "slope_r2", "slope_r2_weighted")
 
 
 class FrozenActor(BaseCallback):
-    """Puts θ back before every rollout: the policy acts and is scored as it was, while ``V`` and φ train on."""
+    """Puts ``model``'s θ, as it is when this is made, back before every rollout and at the end of every ``learn``:
+    the policy acts and is scored as it was, while ``V`` and φ train on. (Taken once, not when ``learn`` starts,
+    or each ``learn`` would keep its last update's step.)"""
 
-    def _init_callback(self) -> None:
-        self.theta = [p.detach().clone() for p in self.model.policy.actor_parameters()]
+    def __init__(self, model: RelaxA2C):
+        super().__init__()
+        self.theta = [p.detach().clone() for p in model.policy.actor_parameters()]
 
-    def _on_rollout_start(self) -> None:
+    def _restore(self) -> None:
         with torch.no_grad():
             for param, value in zip(self.model.policy.actor_parameters(), self.theta, strict=True):
                 param.copy_(value)
+
+    def _on_rollout_start(self) -> None:
+        self._restore()
+
+    def _on_training_end(self) -> None:
+        self._restore()
 
     def _on_step(self) -> bool:
         return True
@@ -66,7 +75,7 @@ def run_seed(env_id: str, variant: str, seed: int, steps: int, more: list[int], 
         saved.seek(0)
         frozen = RelaxA2C.load(saved, env=env, device="cpu")
         frozen.cv_lr_schedule = lambda _, lr=cv_lr: lr
-        actor = FrozenActor()
+        actor = FrozenActor(frozen)
         fits = {}
         for extra in more:
             frozen.learn(steps + extra - frozen.num_timesteps, callback=actor, reset_num_timesteps=False)
