@@ -23,7 +23,7 @@ from relax_rl.agents.policies import (
     RelaxMultiInputActorCriticPolicy,
 )
 from relax_rl.agents.relax_options import check_critic_target, check_options, check_owned_policy_kwargs, design_for
-from relax_rl.agents.replay import ReplayRows, RolloutEnd, RolloutReplay, replay_minibatch_rows
+from relax_rl.agents.replay import ReplayRows, RolloutEnd, RolloutReplay
 from relax_rl.agents.speed_hints import warn_if_one_env, warn_if_replay_runs_a_cnn, warn_if_threads_are_slow
 from relax_rl.agents.tensor_rollout import TensorRolloutMixin
 from relax_rl.agents.update_log import log_update
@@ -56,8 +56,8 @@ class RelaxA2C(TensorRolloutMixin, A2C):
     :param critic_replay: ``V`` and ``φ`` train on a replay of the last K rollouts after θ's gradient is
         taken (docs/design.md §4b); 0 trains ``V`` with θ on this rollout, as A2C does
     :param critic_steps: ``V``'s minibatch steps per update on the replay (with ``critic_replay``)
-    :param critic_batch_size: rows per replay minibatch, for ``V`` and ``φ``, and never so few that a model's
-        steps of one update read fewer rows than one rollout holds (None: one rollout's rows per step)
+    :param critic_batch_size: rows per replay minibatch, for ``V`` and ``φ``, and never fewer than one
+        rollout's rows (None: one rollout's)
     :param cv_batch_size: rows of ``φ``'s replay minibatch, if not ``critic_batch_size`` (None)
     :param critic_target: what ``V`` regresses on a replayed row: ``"returns"`` (stored at collection),
         ``"recomputed"`` (λ-returns with the current ``V``), ``"vtrace"`` (also weighted for the current π) or
@@ -184,10 +184,10 @@ class RelaxA2C(TensorRolloutMixin, A2C):
         fits_phi = self.policy.estimator.uses_control_variate or self.critic_target == "corrected"
         self.phi_on_rollout = fits_phi and (self.v_on_rollout or self.cv_data == "rollout")
         self.phi_on_replay = fits_phi and not self.phi_on_rollout
+        # Never fewer rows than one rollout: with many envs, V must not see less than A2C would show it.
         rollout_rows = self.n_steps * self.n_envs
-        self.replay_batch_size = replay_minibatch_rows(self.critic_batch_size, rollout_rows, self.critic_steps)
-        cv_batch_size = self.cv_batch_size or self.critic_batch_size
-        self.cv_replay_batch_size = replay_minibatch_rows(cv_batch_size, rollout_rows, self.cv_steps)
+        self.replay_batch_size = max(self.critic_batch_size or 0, rollout_rows)
+        self.cv_replay_batch_size = max(self.cv_batch_size or self.critic_batch_size or 0, rollout_rows)
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, tensors = super()._get_torch_save_params()

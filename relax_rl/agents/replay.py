@@ -80,12 +80,6 @@ def _copy(x: Observations) -> Observations:
     return {key: value.detach().clone() for key, value in x.items()} if isinstance(x, dict) else x.detach().clone()
 
 
-def replay_minibatch_rows(batch_size: int | None, rollout_rows: int, steps: int) -> int:
-    """Rows per replay minibatch: ``batch_size``, but never so few that ``steps`` minibatches read fewer rows
-    than one rollout holds, since A2C would show its critic that many (None: one rollout's rows per step)."""
-    return rollout_rows if batch_size is None else max(batch_size, -(-rollout_rows // steps))
-
-
 class RolloutReplay:
     """The last ``capacity`` rollouts, and minibatches drawn from all of their rows."""
 
