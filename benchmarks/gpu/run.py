@@ -59,67 +59,6 @@ def part_pong(device: str, n_envs: int, seconds: float) -> dict[str, Any]:
     return {"baseline": baseline, "relax_a2c": relax, "vs_sb3_a2c": relax["sps"] / baseline["sps"]}
 
 
-def part_profile(device: str, n_envs: int, updates: int = 3) -> dict[str, Any]:
-    """Where one RelaxA2C iteration's time goes at ``n_envs`` torch envs: rollout vs update (synchronised
-    wall time), and the operators that take the most device (or CPU) time in a profile."""
-    import torch as th
-    from torch.profiler import ProfilerActivity, profile
-
-    from relax_rl.agents import RelaxA2C
-    from relax_rl.envs import make_vec_env
-
-    env = make_vec_env("CartPole-v1", n_envs, seed=0, backend="torch", device=device)
-    model = RelaxA2C("MlpPolicy", env, seed=0, device=device)
-    _, callback = model._setup_learn(10**9, callback=None)
-    callback.init_callback(model)
-    callback.on_training_start(locals(), globals())
-    cuda = th.device(device).type == "cuda"
-
-    def wall(step) -> float:
-        if cuda:
-            th.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if cuda:
-            th.cuda.synchronize()
-        return time.perf_counter() - start
-
-    def iteration() -> tuple[float, float]:
-        collect = wall(lambda: model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps))
-        return collect, wall(model.train)
-
-    for _ in range(3):  # warm-up: allocator, kernels, the replay filling
-        iteration()
-    split = [iteration() for _ in range(updates)]
-    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
-    with profile(activities=activities) as prof:
-        for _ in range(2):
-            iteration()
-    sort_key = "self_device_time_total" if cuda else "self_cpu_time_total"
-    top = [
-        {
-            "op": event.key,
-            "calls": event.count / 2,
-            "self_device_ms": getattr(event, "self_device_time_total", 0) / 1e3 / 2,
-            "self_cpu_ms": event.self_cpu_time_total / 1e3 / 2,
-        }
-        for event in sorted(prof.key_averages(), key=lambda e: getattr(e, sort_key, 0), reverse=True)[:20]
-    ]
-    kernels = sum(
-        e.count for e in prof.key_averages() if getattr(e, "device_type", None) == th.autograd.DeviceType.CUDA
-    )
-    collect_s = statistics.median(c for c, _ in split)
-    train_s = statistics.median(t for _, t in split)
-    return {
-        "n_envs": n_envs,
-        "rollout_seconds": collect_s,
-        "update_seconds": train_s,
-        "update_share": train_s / (collect_s + train_s),
-        "device_kernels_per_iteration": kernels / 2,
-        "top_ops_per_iteration": top,
-    }
-
-
 def goals(results: dict[str, Any]) -> dict[str, Any]:
     best = max(results["sps"]["rows"], key=lambda r: r["sps"])
     solved = all(r["solved"] for r in results["solve"]["rows"])
@@ -195,7 +134,7 @@ def main() -> None:
         "sps": lambda: part_sps(args.device, sizes, args.seconds),
         "solve": lambda: part_solve(args.device, [int(s) for s in args.seeds.split(",")], args.cap),
         "pong": lambda: part_pong(args.device, pong_envs, args.seconds),
-        "profile": lambda: part_profile(args.device, profile_envs),
+        "profile": lambda: speed.part_profile(args.device, profile_envs),
     }
     for name, step in steps.items():
         start = time.perf_counter()

@@ -8,6 +8,7 @@ configurations measured in the same invocation on the same machine.
     python benchmarks/speed/run.py solve        # wall-clock time to solve CartPole-v1 (mean of 100 >= 475)
     python benchmarks/speed/run.py pong         # ALE/Pong-v5 training (and env-only) SPS
     python benchmarks/speed/run.py pong-curve --seconds 600   # a short Pong learning curve (PNG + JSON)
+    python benchmarks/speed/run.py profile --n-envs 1024      # where an iteration's time goes (torch envs)
 """
 
 from __future__ import annotations
@@ -199,6 +200,67 @@ def part_solve(cap_s: float, configs: list[dict[str, Any]], seeds: list[int]) ->
     }
 
 
+def part_profile(device: str, n_envs: int, updates: int = 3) -> dict[str, Any]:
+    """Where one RelaxA2C iteration's time goes at ``n_envs`` torch envs: rollout vs update (synchronised
+    wall time), and the operators that take the most device (or CPU) time in a profile."""
+    import torch as th
+    from torch.profiler import ProfilerActivity, profile
+
+    from relax_rl.agents import RelaxA2C
+    from relax_rl.envs import make_vec_env
+
+    env = make_vec_env("CartPole-v1", n_envs, seed=0, backend="torch", device=device)
+    model = RelaxA2C("MlpPolicy", env, seed=0, device=device)
+    _, callback = model._setup_learn(10**9, callback=None)
+    callback.init_callback(model)
+    callback.on_training_start(locals(), globals())
+    cuda = th.device(device).type == "cuda"
+
+    def wall(step) -> float:
+        if cuda:
+            th.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        if cuda:
+            th.cuda.synchronize()
+        return time.perf_counter() - start
+
+    def iteration() -> tuple[float, float]:
+        collect = wall(lambda: model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps))
+        return collect, wall(model.train)
+
+    for _ in range(3):  # warm-up: allocator, kernels, the replay filling
+        iteration()
+    split = [iteration() for _ in range(updates)]
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    with profile(activities=activities) as prof:
+        for _ in range(2):
+            iteration()
+    sort_key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    top = [
+        {
+            "op": event.key,
+            "calls": event.count / 2,
+            "self_device_ms": getattr(event, "self_device_time_total", 0) / 1e3 / 2,
+            "self_cpu_ms": event.self_cpu_time_total / 1e3 / 2,
+        }
+        for event in sorted(prof.key_averages(), key=lambda e: getattr(e, sort_key, 0), reverse=True)[:20]
+    ]
+    kernels = sum(
+        e.count for e in prof.key_averages() if getattr(e, "device_type", None) == th.autograd.DeviceType.CUDA
+    )
+    collect_s = statistics.median(c for c, _ in split)
+    train_s = statistics.median(t for _, t in split)
+    return {
+        "n_envs": n_envs,
+        "rollout_seconds": collect_s,
+        "update_seconds": train_s,
+        "update_share": train_s / (collect_s + train_s),
+        "device_kernels_per_iteration": kernels / 2,
+        "top_ops_per_iteration": top,
+    }
+
+
 def part_pong(seconds: float, n_envs: int = 16) -> dict[str, Any]:
     base = {"env": "ALE/Pong-v5", "n_envs": n_envs, "seconds": seconds, "policy": "CnnPolicy"}
     rows = [
@@ -296,11 +358,12 @@ def _machine() -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", nargs="?", choices=["sps", "solve", "pong", "pong-curve"])
+    parser.add_argument("part", nargs="?", choices=["sps", "solve", "pong", "pong-curve", "profile"])
     parser.add_argument("--seconds", type=float, default=20.0, help="timed seconds per configuration")
     parser.add_argument("--cap", type=float, default=600.0, help="solve: give up after this many seconds")
     parser.add_argument("--solve-configs", default='[{"n_envs": 256}, {"n_envs": 1024}]', help="JSON list")
     parser.add_argument("--seeds", default="0", help="solve: comma-separated seeds")
+    parser.add_argument("--n-envs", type=int, default=1024, help="profile: torch envs")
     parser.add_argument("--key", help="store the result under this key of results.json (default: the part)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -313,6 +376,11 @@ def main() -> None:
         result = part_solve(args.cap, json.loads(args.solve_configs), [int(s) for s in args.seeds.split(",")])
     elif args.part == "pong":
         result = part_pong(args.seconds)
+    elif args.part == "profile":
+        import torch
+
+        torch.set_num_threads(1)  # as every other part's workers
+        result = part_profile("cpu", args.n_envs)
     else:
         result = part_pong_curve(args.seconds)
     result.update(
